@@ -1,0 +1,34 @@
+"""fcnxs: Fully Convolutional Networks (FCN-32s/16s/8s on VGG16) for semantic segmentation.
+
+The public API::
+
+    import fcnxs
+    model = fcnxs.build_model("fcn8s", num_classes=21)   # fresh weights
+    model = fcnxs.load_model("fcn8s.safetensors")         # a native model file
+    labels = fcnxs.segment(model, pil_image_or_array)     # H×W class indices
+    labels, scores = fcnxs.segment(model, image, return_scores=True)
+    fcnxs.save_model(model, "out.safetensors")
+"""
+
+from fcnxs.config import ModelConfig, Preprocessing, Semantics
+from fcnxs.errors import FcnxsError
+from fcnxs.inference import segment
+from fcnxs.initialisation import TransferReport, build_model, transfer
+from fcnxs.model import FCN
+from fcnxs.modelfile import load_model, save_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FCN",
+    "FcnxsError",
+    "ModelConfig",
+    "Preprocessing",
+    "Semantics",
+    "TransferReport",
+    "build_model",
+    "load_model",
+    "save_model",
+    "segment",
+    "transfer",
+]

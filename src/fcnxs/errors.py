@@ -1,0 +1,19 @@
+"""The one exception type users see.
+
+Every problem caused by the user's input (a bad file, a wrong option) is raised as
+`FcnxsError` with a one-line message that names the file and the problem. The CLI prints
+that line and exits with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class FcnxsError(Exception):
+    """A problem with the user's input, described in one line."""
+
+
+def file_error(path: str | os.PathLike, problem: str) -> FcnxsError:
+    """An error of the form ``PATH: problem``, the shape every file error takes."""
+    return FcnxsError(f"{os.fspath(path)}: {problem}")

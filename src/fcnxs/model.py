@@ -1,0 +1,117 @@
+"""FCN-32s, FCN-16s and FCN-8s on a VGG16 trunk, exactly as the original defined them.
+
+Modules are built from the layer lists in `fcnxs.architecture`, under their original names,
+so ``state_dict()`` keys read ``conv1_1.weight`` ... ``bigscore.weight``. Everything a
+framework did differently (pool rounding, upsampler output padding, crop offsets, pool
+scaling) comes from the model's `ModelConfig`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from fcnxs.architecture import (
+    FINAL_CROP,
+    FINAL_UPSAMPLER,
+    HEADS,
+    SCORE,
+    SKIP_STRIDE,
+    TRUNK,
+    TRUNK_CHANNELS,
+    Conv,
+)
+from fcnxs.config import ModelConfig
+from fcnxs.geometry import crop_offsets, padded_length
+from fcnxs.preprocessing import to_input
+
+
+def _upsampler(num_classes: int, stride: int, config: ModelConfig) -> nn.ConvTranspose2d:
+    adj = stride - 1 if config.semantics.upsample_output_padding else 0
+    return nn.ConvTranspose2d(
+        num_classes, num_classes, 2 * stride, stride, output_padding=adj, bias=False
+    )
+
+
+def _crop(x: torch.Tensor, offset: int, height: int, width: int) -> torch.Tensor:
+    return x[..., offset : offset + height, offset : offset + width]
+
+
+class FCN(nn.Module):
+    """A fully convolutional network; ``forward`` maps (N, 3, H, W) inputs to (N, C, H, W) scores.
+
+    Any H and W work: inputs too small for fc6's 7×7 window are padded at the bottom and
+    right with zeros (the mean colour), run, and cropped back.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.head = HEADS[config.arch]
+        ceil = config.semantics.pool_rounding == "ceil"
+        for layer in TRUNK:
+            if isinstance(layer, Conv):
+                module: nn.Module = nn.Conv2d(
+                    layer.in_channels, layer.out_channels, layer.kernel, padding=layer.pad
+                )
+            else:
+                module = nn.MaxPool2d(2, 2, ceil_mode=ceil)
+            self.add_module(layer.name, module)
+        classes = config.num_classes
+        self.add_module(SCORE, nn.Conv2d(TRUNK_CHANNELS["fc7"], classes, 1))
+        for skip in self.head.skips:
+            self.add_module(skip.upsampler, _upsampler(classes, SKIP_STRIDE, config))
+            self.add_module(skip.score, nn.Conv2d(TRUNK_CHANNELS[skip.pool], classes, 1))
+        self.add_module(FINAL_UPSAMPLER, _upsampler(classes, self.head.final_stride, config))
+        self.crop_offsets = crop_offsets(config)
+        sem = config.semantics
+        self.pool_scales = {"pool4": sem.pool4_scale, "pool3": sem.pool3_scale}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        padded_h = padded_length(self.config, height)
+        padded_w = padded_length(self.config, width)
+        if (padded_h, padded_w) != (height, width):
+            x = F.pad(x, (0, padded_w - width, 0, padded_h - height))
+        pools = {}
+        for layer in TRUNK:
+            x = getattr(self, layer.name)(x)
+            if isinstance(layer, Conv):
+                x = F.relu(x, inplace=True)
+                if layer.dropout:
+                    x = F.dropout(x, layer.dropout, self.training)
+            else:
+                pools[layer.name] = x
+        x = getattr(self, SCORE)(x)
+        for skip in self.head.skips:
+            upsampled = getattr(self, skip.upsampler)(x)
+            pool = pools[skip.pool]
+            scale = self.pool_scales[skip.pool]
+            scored = getattr(self, skip.score)(pool * scale if scale != 1.0 else pool)
+            h, w = upsampled.shape[-2:]
+            x = upsampled + _crop(scored, self.crop_offsets[skip.crop], h, w)
+        x = getattr(self, FINAL_UPSAMPLER)(x)
+        x = _crop(x, self.crop_offsets[FINAL_CROP], padded_h, padded_w)
+        return x[..., :height, :width]
+
+    def preprocess(self, image: Image.Image | np.ndarray) -> torch.Tensor:
+        """The (1, 3, H, W) input tensor for a PIL image or an H×W×3 uint8 RGB array."""
+        return to_input(image, self.config.preprocessing)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def empty_model(config: ModelConfig, device: str | torch.device = "cpu") -> FCN:
+    """A model with uninitialised weights, for loaders that fill every tensor anyway.
+
+    Built on the meta device first, so no time goes into initialising 134 M parameters
+    that are about to be replaced.
+    """
+    with torch.device("meta"):
+        model = FCN(config)
+    return model.to_empty(device=device)

@@ -1,0 +1,100 @@
+"""The native model file: one ``.safetensors`` holding the weights and the configuration.
+
+Metadata keys: ``format`` = "fcnxs-model", ``format_version`` = "1", and ``config``, the
+JSON `ModelConfig`. The file is plain safetensors, readable by any safetensors reader;
+loading it never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from fcnxs.atomic import atomic_path
+from fcnxs.config import ModelConfig
+from fcnxs.errors import file_error
+from fcnxs.model import FCN, empty_model
+
+FORMAT = "fcnxs-model"
+FORMAT_VERSION = "1"
+
+
+def save_model(model: FCN, path: str | os.PathLike) -> Path:
+    """Write ``model`` to ``path`` atomically (a reader never sees a partial file)."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_json(),
+    }
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata=metadata)
+    return Path(path)
+
+
+def read_model_config(path: str | os.PathLike) -> ModelConfig:
+    """The configuration stored in a native model file, without reading the weights."""
+    return _open(path)[1]
+
+
+def _open(path: str | os.PathLike):
+    path = Path(path)
+    if not path.exists():
+        raise file_error(path, "no such file")
+    if path.is_dir():
+        raise file_error(path, "is a directory, not a model file")
+    if path.stat().st_size == 0:
+        raise file_error(path, "empty file")
+    try:
+        handle = safe_open(str(path), framework="pt")
+    except (SafetensorError, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise file_error(path, f"not a readable safetensors model file ({reason})") from None
+    metadata = handle.metadata() or {}
+    if metadata.get("format") != FORMAT or "config" not in metadata:
+        raise file_error(
+            path, "a safetensors file without an fcnxs configuration (not an fcnxs model file)"
+        )
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise file_error(path, f"unsupported format version {metadata.get('format_version')!r}")
+    try:
+        config = ModelConfig.from_json(metadata["config"])
+    except ValueError as exc:
+        raise file_error(path, f"invalid configuration: {exc}") from None
+    return handle, config
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> FCN:
+    """Load a native model file; every inconsistency is an `FcnxsError` naming the file."""
+    handle, config = _open(path)
+    model = empty_model(config)
+    expected = model.state_dict()
+    stored = set(handle.keys())
+    missing = sorted(set(expected) - stored)
+    unexpected = sorted(stored - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing tensors {', '.join(missing[:5])}")
+        if unexpected:
+            parts.append(f"unexpected tensors {', '.join(unexpected[:5])}")
+        raise file_error(
+            path, f"does not match its {config.arch} configuration: {'; '.join(parts)}"
+        )
+    state = {}
+    for name, target in expected.items():
+        try:
+            tensor = handle.get_tensor(name)
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            raise file_error(path, f"cannot read tensor {name} ({exc})") from None
+        if tuple(tensor.shape) != tuple(target.shape):
+            raise file_error(
+                path, f"tensor {name} has shape {list(tensor.shape)}, expected {list(target.shape)}"
+            )
+        state[name] = tensor.float()
+    model.load_state_dict(state)
+    return model.to(device).eval()
