@@ -58,7 +58,10 @@ def test_bad_model_files_fail_with_one_line(tmp_path, model_file):
 
     foreign = tmp_path / "photo.jpg"
     foreign.write_bytes(b"\xff\xd8\xff\xe0" + bytes(5000))
-    _expect_error(foreign, "not a readable safetensors model file")
+    _expect_error(foreign, "unrecognised model format")
+    disguised = tmp_path / "photo.safetensors"
+    disguised.write_bytes(foreign.read_bytes())
+    _expect_error(disguised, "not a readable safetensors model file")
 
     bare = tmp_path / "bare.safetensors"
     save_file({"w": torch.zeros(2)}, bare)

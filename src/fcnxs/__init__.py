@@ -4,7 +4,8 @@ The public API::
 
     import fcnxs
     model = fcnxs.build_model("fcn8s", num_classes=21)   # fresh weights
-    model = fcnxs.load_model("fcn8s.safetensors")         # a native model file
+    model = fcnxs.load_model("fcn8s.safetensors")         # or MXNet, Caffe files
+    model, report = fcnxs.start_model("fcn32s", "vgg16.caffemodel")  # staged init
     labels = fcnxs.segment(model, pil_image_or_array)     # H×W class indices
     labels, scores = fcnxs.segment(model, image, return_scores=True)
     fcnxs.save_model(model, "out.safetensors")
@@ -15,7 +16,8 @@ from fcnxs.errors import FcnxsError
 from fcnxs.inference import segment
 from fcnxs.initialisation import TransferReport, build_model, transfer
 from fcnxs.model import FCN
-from fcnxs.modelfile import load_model, save_model
+from fcnxs.modelfile import save_model
+from fcnxs.sources import load_model, start_model
 
 __version__ = "0.1.0"
 
@@ -30,5 +32,6 @@ __all__ = [
     "load_model",
     "save_model",
     "segment",
+    "start_model",
     "transfer",
 ]

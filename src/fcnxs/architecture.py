@@ -98,3 +98,19 @@ def upsampler_names(arch: str) -> list[str]:
 def score_names(arch: str) -> list[str]:
     """The 1×1 scoring convolutions that a staged initialisation starts at zero."""
     return [SCORE] + [s.score for s in HEADS[arch].skips]
+
+
+LAYER_NAMES: frozenset[str] = frozenset(
+    [layer.name for layer in TRUNK if isinstance(layer, Conv)]
+    + [SCORE, FINAL_UPSAMPLER]
+    + [name for skip in (POOL4_SKIP, POOL3_SKIP) for name in (skip.score, skip.upsampler)]
+)
+"""Every layer with parameters in any FCN; a weight file naming another one is not an FCN."""
+
+
+def arch_of(layer_names: set[str] | frozenset[str]) -> str | None:
+    """The architecture whose head these layers form, or None for a bare VGG16 trunk."""
+    for arch in ("fcn8s", "fcn16s", "fcn32s"):
+        if all(name in layer_names for name in score_names(arch)):
+            return arch
+    return None

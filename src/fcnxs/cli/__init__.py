@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from fcnxs import __version__
-from fcnxs.cli import create, info, segment
+from fcnxs.cli import convert, create, info, segment
 from fcnxs.errors import FcnxsError
 
-COMMANDS = (segment, create, info)
+COMMANDS = (segment, convert, create, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 
 from fcnxs.config import ARCHS
-from fcnxs.initialisation import build_model, transfer
-from fcnxs.modelfile import load_model, save_model
+from fcnxs.initialisation import build_model
+from fcnxs.modelfile import save_model
+from fcnxs.sources import start_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +21,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--arch", choices=ARCHS, required=True)
     p.add_argument("--num-classes", type=int, default=None, help="default: the source's, or 21")
-    p.add_argument("--from", dest="source", metavar="MODEL", help="model to start from")
+    p.add_argument(
+        "--from",
+        dest="source",
+        metavar="SOURCE",
+        help="a VGG16 (MXNet, Caffe or torchvision) or a coarser FCN (any format) to start from",
+    )
+    p.add_argument("--epoch", type=int, help="MXNet checkpoint epoch of --from")
     p.add_argument("--seed", type=int, default=None, help="seed of the random trunk")
     p.add_argument("-o", "--out", required=True, type=Path, metavar="OUT.safetensors")
     p.set_defaults(run=run)
@@ -31,13 +38,10 @@ def run(args: argparse.Namespace) -> int:
         model = build_model(args.arch, args.num_classes or 21, seed=args.seed)
         print(f"{args.arch}: fresh weights (random trunk, seed {args.seed})")
     else:
-        source = load_model(args.source)
-        config = source.config
-        num_classes = args.num_classes or config.num_classes
-        if num_classes != config.num_classes:
-            config = config.replace(num_classes=num_classes, class_names=(), colors=())
-        model = build_model(config.replace(arch=args.arch, provenance={"from": args.source}))
-        print(transfer(model, source.state_dict(), origin=args.source))
+        model, report = start_model(
+            args.arch, args.source, num_classes=args.num_classes, seed=args.seed, epoch=args.epoch
+        )
+        print(report)
     save_model(model, args.out)
     print(f"wrote {args.out}")
     return 0

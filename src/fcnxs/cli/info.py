@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
+from fcnxs.cli.common import MODEL_HELP, describe
 from fcnxs.geometry import crop_offsets
 from fcnxs.modelfile import read_model_config
+from fcnxs.sources import detect_format, model_from_weights, read_weights
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("info", help="print a model file's configuration")
-    p.add_argument("model", metavar="MODEL")
+    p = subparsers.add_parser("info", help="print what a model file holds")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("--epoch", type=int, help="MXNet checkpoint epoch (default: the latest)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = read_model_config(args.model)
+    if detect_format(args.model) == "native":
+        config = read_model_config(args.model)
+    else:
+        weights = read_weights(args.model, epoch=args.epoch)
+        describe(weights, file=sys.stdout)
+        config = model_from_weights(weights).config
     print(f"{args.model}: {config.arch}, {config.num_classes} classes")
     print(f"crop offsets: {crop_offsets(config)}")
     print(json.dumps(json.loads(config.to_json()), indent=2))

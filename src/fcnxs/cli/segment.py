@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fcnxs.cli.common import add_model_arguments, open_model
 from fcnxs.errors import FcnxsError
 from fcnxs.images import read_image, write_label_png, write_npy
 from fcnxs.inference import labels_from_scores, predict_scores
-from fcnxs.modelfile import load_model
 from fcnxs.progress import progress
 
 
@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "class scores before softmax.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--model", required=True, metavar="MODEL", help="a model file")
+    add_model_arguments(p)
     p.add_argument("-o", "--out", required=True, metavar="OUTDIR", type=Path)
     p.add_argument("--logits", action="store_true", help="also write the class scores (.npy)")
     p.set_defaults(run=run)
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from fcnxs.cli import report_error
 
     stems = _output_stems(args.images)
-    model = load_model(args.model)
+    model = open_model(args)
     failed = 0
     for stem, image_path in progress(stems.items(), len(stems), "segment", unit="img"):
         try:

@@ -1,0 +1,51 @@
+"""``fcnxs convert SOURCE... -o OUT.safetensors``: any FCN weight file to a native model file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fcnxs.cli.common import describe
+from fcnxs.config import ARCHS
+from fcnxs.errors import FcnxsError
+from fcnxs.modelfile import save_model
+from fcnxs.sources import model_from_weights, read_weights
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "convert",
+        help="convert an MXNet, Caffe or fcnxs FCN to a native model file",
+        description="Convert an FCN exactly: the architecture, classes, crop offsets, pool "
+        "rounding, upsampler padding and preprocessing of the framework that wrote it are kept. "
+        "SOURCE is a .caffemodel, a .safetensors, an MXNet .params, -symbol.json or PREFIX "
+        "(with --epoch), or an MXNet -symbol.json and .params given together.",
+    )
+    p.add_argument("sources", nargs="+", metavar="SOURCE")
+    p.add_argument("-o", "--out", required=True, type=Path, metavar="OUT.safetensors")
+    p.add_argument("--epoch", type=int, help="MXNet checkpoint epoch (default: the latest)")
+    p.add_argument("--arch", choices=ARCHS, help="must agree with the weights")
+    p.add_argument("--num-classes", type=int, help="must agree with the weights")
+    p.set_defaults(run=run)
+
+
+def _one_source(sources: list[str]) -> tuple[str, str | None]:
+    if len(sources) == 1:
+        return sources[0], None
+    symbols = [s for s in sources if s.endswith("-symbol.json")]
+    params = [s for s in sources if s.endswith(".params")]
+    if len(sources) == 2 and len(symbols) == 1 and len(params) == 1:
+        return params[0], symbols[0]
+    raise FcnxsError("give one model, or an MXNet -symbol.json and its .params")
+
+
+def run(args: argparse.Namespace) -> int:
+    source, symbol = _one_source(args.sources)
+    weights = read_weights(source, epoch=args.epoch, symbol=symbol)
+    model = model_from_weights(weights, arch=args.arch, num_classes=args.num_classes)
+    describe(weights)
+    save_model(model, args.out)
+    c = model.config
+    print(f"wrote {args.out}: {c.arch}, {c.num_classes} classes, {c.semantics.pool_rounding} "
+          f"pooling, preprocessing {c.preprocessing.channel_order}")  # fmt: skip
+    return 0
