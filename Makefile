@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean mxnet-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,5 +24,13 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
+# MXNet 1.9.1 in a venv of its own, the oracle of tests/test_mxnet_oracle.py:
+#   make mxnet-venv && FCNXS_MXNET_PYTHON=.venv-mxnet/bin/python make test
+mxnet-venv: .venv-mxnet/.installed
+.venv-mxnet/.installed:
+	test -x .venv-mxnet/bin/python || $(PYTHON) -m venv .venv-mxnet
+	.venv-mxnet/bin/python -m pip install --quiet mxnet==1.9.1 'numpy<1.24' pillow
+	touch $@
+
 clean:
-	rm -rf $(VENV) build dist demo-out .pytest_cache
+	rm -rf $(VENV) .venv-mxnet build dist demo-out .pytest_cache

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from writers import mx_arrays_from_state, write_mx_params, write_mx_symbol
 
 import fcnxs
 from fcnxs.cli import main
 from fcnxs.formats.mxnet import read_mxnet_params, read_mxnet_symbol
 from helpers import random_image
-from writers import mx_arrays_from_state, write_mx_params, write_mx_symbol
 
 
 @pytest.mark.parametrize("version", ["legacy", "v1", "v2", "v3"])
@@ -127,7 +127,8 @@ def _error(capsys, argv) -> str:
 
 def test_bad_mxnet_files_fail_with_one_line(tmp_path, checkpoint, capsys):
     params = f"{checkpoint}-0019.params"
-    data = open(params, "rb").read()
+    with open(params, "rb") as f:
+        data = f.read()
     seg = ["segment", "x.jpg", "-o", str(tmp_path / "out"), "--model"]
 
     truncated = tmp_path / "cut-0001.params"

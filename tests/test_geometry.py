@@ -1,6 +1,7 @@
 import pytest
 import torch
 from torch import nn
+from writers import REFERENCE_OFFSETS
 
 from fcnxs.config import ARCHS, CAFFE_SEMANTICS, ModelConfig, Semantics
 from fcnxs.geometry import (
@@ -11,12 +12,7 @@ from fcnxs.geometry import (
     padded_length,
 )
 
-# The Caffe reference values; the derivation must find them, never have them typed in.
-REFERENCE_OFFSETS = {
-    "fcn32s": {"upscore": 19},
-    "fcn16s": {"score_pool4c": 5, "upscore": 27},
-    "fcn8s": {"score_pool4c": 5, "score_pool3c": 9, "upscore": 31},
-}
+# The Caffe reference values (REFERENCE_OFFSETS); the derivation must find them.
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -54,6 +54,13 @@ def mx_arrays_from_state(state: dict[str, torch.Tensor], extras: bool = True) ->
     return arrays
 
 
+REFERENCE_OFFSETS = {
+    "fcn32s": {"upscore": 19},
+    "fcn16s": {"score_pool4c": 5, "upscore": 27},
+    "fcn8s": {"score_pool4c": 5, "score_pool3c": 9, "upscore": 31},
+}
+
+
 def write_mx_symbol(path, arch: str, num_classes: int, *, adj: bool = True, offsets=None,
                     pooling: str | None = None, attr_key: str = "attrs") -> None:  # fmt: skip
     """An FCN symbol graph shaped like the fcn-xs example's (2015 style: adj=False,
@@ -77,8 +84,9 @@ def write_mx_symbol(path, arch: str, num_classes: int, *, adj: bool = True, offs
     def deconv(name, x, stride):
         w = variable(f"{name}_weight")
         extra = {"adj": (stride - 1, stride - 1)} if adj else {}
-        return node("Deconvolution", name, (x, w), kernel=(2 * stride, 2 * stride),
-                    stride=(stride, stride), num_filter=num_classes, no_bias="True", **extra)  # fmt: skip
+        kernel, strides = (2 * stride, 2 * stride), (stride, stride)
+        return node("Deconvolution", name, (x, w), kernel=kernel, stride=strides,
+                    num_filter=num_classes, no_bias="True", **extra)  # fmt: skip
 
     def pool(name, x):
         extra = {"pooling_convention": pooling} if pooling else {}
@@ -88,9 +96,7 @@ def write_mx_symbol(path, arch: str, num_classes: int, *, adj: bool = True, offs
         w, b = variable(f"{name}_weight"), variable(f"{name}_bias")
         return node("Convolution", name, (x, w, b), kernel=(1, 1), num_filter=num_classes)
 
-    offsets = offsets or {"fcn32s": {"upscore": 19},
-                          "fcn16s": {"score_pool4c": 5, "upscore": 27},
-                          "fcn8s": {"score_pool4c": 5, "score_pool3c": 9, "upscore": 31}}[arch]  # fmt: skip
+    offsets = offsets or REFERENCE_OFFSETS[arch]
     data = x = variable("data")
     taps = {}
     for block, (filters, n) in enumerate([(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)], 1):
@@ -117,8 +123,12 @@ def write_mx_symbol(path, arch: str, num_classes: int, *, adj: bool = True, offs
     up = node("Crop", "upscore", (big, data), num_args=2, offset=(o, o))
     label = variable("softmax_label")
     node("SoftmaxOutput", "softmax", (up, label), multi_output="True")
-    graph = {"nodes": nodes, "arg_nodes": [i for i, n in enumerate(nodes) if n["op"] == "null"],
-             "heads": [[len(nodes) - 1, 0, 0]], "attrs": {"mxnet_version": ["int", 10901]}}  # fmt: skip
+    graph = {
+        "nodes": nodes,
+        "arg_nodes": [i for i, n in enumerate(nodes) if n["op"] == "null"],
+        "heads": [[len(nodes) - 1, 0, 0]],
+        "attrs": {"mxnet_version": ["int", 10901]},
+    }
     with open(path, "w") as f:
         json.dump(graph, f)
 
@@ -126,43 +136,59 @@ def write_mx_symbol(path, arch: str, num_classes: int, *, adj: bool = True, offs
 # ---------------------------------------------------------------- Caffe .caffemodel
 
 
-def _caffe_classes():
-    """The caffe.proto messages we need, built as a descriptor (field numbers as caffe.proto)."""
-    f = descriptor_pb2.FileDescriptorProto(name="caffe_subset.proto", package="caffe")
-    T = descriptor_pb2.FieldDescriptorProto
-    OPT, REP = T.LABEL_OPTIONAL, T.LABEL_REPEATED
+CAFFE_SUBSET = {
+    # message: (field name, number, repeated, type, packed); numbers as in caffe.proto
+    "BlobShape": [("dim", 1, True, "int64", True)],
+    "BlobProto": [
+        ("num", 1, False, "int32", False),
+        ("channels", 2, False, "int32", False),
+        ("height", 3, False, "int32", False),
+        ("width", 4, False, "int32", False),
+        ("data", 5, True, "float", True),
+        ("shape", 7, False, "BlobShape", False),
+        ("double_data", 8, True, "double", True),
+    ],
+    "LayerParameter": [
+        ("name", 1, False, "string", False),
+        ("type", 2, False, "string", False),
+        ("blobs", 7, True, "BlobProto", False),
+    ],
+    "V1LayerParameter": [
+        ("name", 4, False, "string", False),
+        ("type", 5, False, "int32", False),
+        ("blobs", 6, True, "BlobProto", False),
+    ],
+    "NetParameter": [
+        ("name", 1, False, "string", False),
+        ("layers", 2, True, "V1LayerParameter", False),
+        ("layer", 100, True, "LayerParameter", False),
+    ],
+}
 
-    def message(name, *fields):
-        m = f.message_type.add(name=name)
-        for fname, number, label, ftype, type_name, packed in fields:
-            field = m.field.add(name=fname, number=number, label=label, type=ftype)
-            if type_name:
-                field.type_name = type_name
+
+def _caffe_classes():
+    """The caffe.proto messages we need, built as a protobuf descriptor."""
+    T = descriptor_pb2.FieldDescriptorProto
+    scalar = {"int32": T.TYPE_INT32, "int64": T.TYPE_INT64, "float": T.TYPE_FLOAT,
+              "double": T.TYPE_DOUBLE, "string": T.TYPE_STRING}  # fmt: skip
+    f = descriptor_pb2.FileDescriptorProto(name="caffe_subset.proto", package="caffe")
+    for message, fields in CAFFE_SUBSET.items():
+        m = f.message_type.add(name=message)
+        for name, number, repeated, kind, packed in fields:
+            label = T.LABEL_REPEATED if repeated else T.LABEL_OPTIONAL
+            field = m.field.add(name=name, number=number, label=label)
+            if kind in scalar:
+                field.type = scalar[kind]
+            else:
+                field.type, field.type_name = T.TYPE_MESSAGE, f".caffe.{kind}"
             if packed:
                 field.options.packed = True
-
-    message("BlobShape", ("dim", 1, REP, T.TYPE_INT64, None, True))
-    message("BlobProto",
-            ("num", 1, OPT, T.TYPE_INT32, None, False), ("channels", 2, OPT, T.TYPE_INT32, None, False),
-            ("height", 3, OPT, T.TYPE_INT32, None, False), ("width", 4, OPT, T.TYPE_INT32, None, False),
-            ("data", 5, REP, T.TYPE_FLOAT, None, True), ("shape", 7, OPT, T.TYPE_MESSAGE, ".caffe.BlobShape", False),
-            ("double_data", 8, REP, T.TYPE_DOUBLE, None, True))  # fmt: skip
-    message("LayerParameter",
-            ("name", 1, OPT, T.TYPE_STRING, None, False), ("type", 2, OPT, T.TYPE_STRING, None, False),
-            ("bottom", 3, REP, T.TYPE_STRING, None, False), ("top", 4, REP, T.TYPE_STRING, None, False),
-            ("blobs", 7, REP, T.TYPE_MESSAGE, ".caffe.BlobProto", False))  # fmt: skip
-    message("V1LayerParameter",
-            ("bottom", 2, REP, T.TYPE_STRING, None, False), ("top", 3, REP, T.TYPE_STRING, None, False),
-            ("name", 4, OPT, T.TYPE_STRING, None, False), ("type", 5, OPT, T.TYPE_INT32, None, False),
-            ("blobs", 6, REP, T.TYPE_MESSAGE, ".caffe.BlobProto", False))  # fmt: skip
-    message("NetParameter",
-            ("name", 1, OPT, T.TYPE_STRING, None, False),
-            ("layers", 2, REP, T.TYPE_MESSAGE, ".caffe.V1LayerParameter", False),
-            ("layer", 100, REP, T.TYPE_MESSAGE, ".caffe.LayerParameter", False))  # fmt: skip
     pool = descriptor_pool.DescriptorPool()
     pool.Add(f)
-    return {n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"caffe.{n}"))
-            for n in ("NetParameter", "BlobProto")}  # fmt: skip
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"caffe.{name}"))
+        for name in CAFFE_SUBSET
+    }
 
 
 CAFFE = _caffe_classes()
