@@ -196,8 +196,7 @@ def _caffe_weights(path: Path) -> Weights:
     weights = Weights(path, "Caffe model", tensors, CAFFE_PREPROCESSING, semantics, skipped)
     if weights.arch is None:
         weights.preprocessing = CAFFE_VGG16_PREPROCESSING
-    upsamplers = {f"{n}.bias" for n in upsampler_names(weights.arch or "fcn32s")}
-    if upsamplers & set(tensors):
+    if {f"{n}.bias" for n in upsampler_names("fcn8s")} & set(tensors):
         raise file_error(path, "an upsampling layer has a bias; FCN upsamplers have none")
     return weights
 
