@@ -10,6 +10,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fcnxs.atomic import atomic_path
 from fcnxs.errors import FcnxsError, file_error
+from fcnxs.palette import voc_colormap
 
 
 def read_image(path: str | os.PathLike) -> Image.Image:
@@ -39,8 +40,9 @@ def label_image(labels: np.ndarray, colors: list[tuple[int, int, int]] | tuple) 
     if len(colors) > 256:
         raise FcnxsError(f"a palette PNG holds at most 256 classes, the model has {len(colors)}")
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
-    palette = [v for color in colors for v in color]
-    image.putpalette(palette + [0] * (768 - len(palette)))
+    # Entries past the classes follow the VOC map, so void (255) shows as VOC's (224, 224, 192).
+    full = list(colors) + voc_colormap(256)[len(colors) :]
+    image.putpalette([v for color in full for v in color])
     return image
 
 

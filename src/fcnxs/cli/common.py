@@ -7,6 +7,7 @@ import sys
 from typing import TextIO
 
 from fcnxs.config import ARCHS
+from fcnxs.data.layouts import Dataset, open_dataset
 from fcnxs.model import FCN
 from fcnxs.sources import Weights, detect_format, load_model, model_from_weights, read_weights
 
@@ -42,3 +43,33 @@ def describe(weights: Weights, file: TextIO | None = None) -> None:
         print(f"fcnxs: not used: {', '.join(weights.skipped)}", file=file)
     for note in weights.notes:
         print(f"fcnxs: {note}", file=file)
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """DATASET-OPTIONS, the same for every command that reads a dataset."""
+    g = parser.add_argument_group(
+        "dataset",
+        "--data ROOT with --split NAME (VOC/SBD) or --list FILE (tutorial list), "
+        "or --images DIR --masks DIR (matched by file stem)",
+    )
+    g.add_argument("--data", metavar="ROOT", help="a VOC 2012 or SBD root")
+    g.add_argument("--split", metavar="NAME", help="a split of ROOT: train, val, trainval, ...")
+    g.add_argument("--list", dest="list_file", metavar="FILE", help="index<TAB>image<TAB>label")
+    g.add_argument("--images", metavar="DIR", help="folder of images")
+    g.add_argument("--masks", metavar="DIR", help="folder of masks with the images' stems")
+    g.add_argument("--format", choices=("voc", "sbd", "folder"), help="default: detected")
+    g.add_argument(
+        "--classes", metavar="FILE", help="names and colours (default: ROOT/classes.txt, else VOC)"
+    )
+
+
+def open_dataset_from(args: argparse.Namespace, *, root: str | None = None) -> Dataset:
+    return open_dataset(
+        root=root or args.data,
+        split=args.split,
+        list_file=args.list_file,
+        images=args.images,
+        masks=args.masks,
+        layout=args.format,
+        classes_file=args.classes,
+    )

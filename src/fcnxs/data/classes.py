@@ -1,0 +1,64 @@
+"""Class names and colours of a dataset.
+
+A classes file has one class per line, its index being the line number: ``name`` alone
+(the VOC colour of that index) or ``name R G B``. Blank lines and ``#`` comments are skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fcnxs.atomic import atomic_path
+from fcnxs.errors import file_error
+from fcnxs.palette import VOC_CLASSES, voc_colormap
+
+CLASSES_FILE = "classes.txt"
+
+
+@dataclass(frozen=True)
+class ClassList:
+    names: tuple[str, ...]
+    colors: tuple[tuple[int, int, int], ...]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+VOC = ClassList(VOC_CLASSES, tuple(voc_colormap(len(VOC_CLASSES))))
+
+
+def read_classes_file(path: str | Path) -> ClassList:
+    path = Path(path)
+    if not path.is_file():
+        raise file_error(path, "no such classes file")
+    names, colors = [], []
+    defaults = voc_colormap(256)
+    lines = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+    for number, line in enumerate((ln for ln in lines if ln), start=1):
+        parts = line.split()
+        if len(parts) == 1:
+            if len(names) >= 256:
+                raise file_error(path, "more than 256 classes need explicit colours")
+            color = defaults[len(names)]
+        elif len(parts) == 4 and all(p.isdigit() and int(p) <= 255 for p in parts[1:]):
+            color = tuple(int(p) for p in parts[1:])
+        else:
+            raise file_error(path, f"class {number}: expected 'name' or 'name R G B', got {line!r}")
+        names.append(parts[0])
+        colors.append(color)
+    if not names:
+        raise file_error(path, "lists no classes")
+    if len(set(colors)) != len(colors):
+        raise file_error(path, "two classes share a colour")
+    return ClassList(tuple(names), tuple(colors))
+
+
+def write_classes_file(classes: ClassList, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(
+            "".join(
+                f"{n} {r} {g} {b}\n"
+                for n, (r, g, b) in zip(classes.names, classes.colors, strict=True)
+            )
+        )

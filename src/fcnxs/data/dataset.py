@@ -1,0 +1,162 @@
+"""From samples to batches: decoding, validation, augmentation, normalisation, padding.
+
+Order and augmentation are reproducible: the epoch's order comes from (seed, epoch) and
+each sample's random generator from (seed, epoch, index), whichever worker loads it.
+Under torchrun each process takes every world-th sample of the same order.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Sampler
+
+from fcnxs.config import Preprocessing
+from fcnxs.data.labels import read_label
+from fcnxs.data.layouts import Dataset
+from fcnxs.data.transforms import Augmentation, crop_or_pad
+from fcnxs.errors import FcnxsError, file_error
+from fcnxs.images import read_image
+from fcnxs.palette import VOID_LABEL
+from fcnxs.preprocessing import as_rgb_array, normalise
+
+
+def load_pair(dataset: Dataset, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sample's RGB image and label map, checked against each other and the classes."""
+    sample = dataset.samples[index]
+    image = as_rgb_array(read_image(sample.image))
+    label = read_label(sample.label, dataset.classes)
+    if image.shape[:2] != label.shape:
+        raise file_error(
+            sample.label,
+            f"is {label.shape[1]}×{label.shape[0]}, its image {sample.image.name} is "
+            f"{image.shape[1]}×{image.shape[0]}",
+        )
+    values = np.unique(label)
+    bad = values[(values >= len(dataset.classes)) & (values != VOID_LABEL)]
+    if bad.size:
+        raise file_error(
+            sample.label,
+            f"holds label {int(bad[0])}, outside 0..{len(dataset.classes) - 1} and 255",
+        )
+    return image, label
+
+
+class SegmentationData(torch.utils.data.Dataset):
+    """(normalised image (3, H, W) float32, label (H, W) int64) pairs of a `Dataset`.
+
+    With ``skip_bad`` a sample that cannot be read is reported on stderr and dropped from
+    its batch (the batch says how many were dropped); otherwise it raises `FcnxsError`
+    naming the file.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        preprocessing: Preprocessing,
+        augmentation: Augmentation | None = None,
+        seed: int = 0,
+        skip_bad: bool = False,
+    ) -> None:
+        self.dataset = dataset
+        self.preprocessing = preprocessing
+        self.augmentation = augmentation or Augmentation()
+        self.transforms = self.augmentation.transforms()
+        self.seed = seed
+        self.epoch = 0
+        self.skip_bad = skip_bad
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        try:
+            image, label = load_pair(self.dataset, index)
+        except FcnxsError as exc:
+            if not self.skip_bad:
+                raise
+            print(f"fcnxs: skipping a bad sample: {exc}", file=sys.stderr, flush=True)
+            return None
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        for transform in self.transforms:
+            image, label = transform(image, label, rng)
+        pixels = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
+        x = normalise(pixels, self.preprocessing)
+        y = torch.from_numpy(label.astype(np.int64))
+        if self.augmentation.crop_size:
+            x, y = crop_or_pad(x, y, self.augmentation.crop_size, rng)
+        return x, y
+
+
+def pad_collate(items: list) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+    """Stack samples padded to the batch's largest size (image 0 = mean, label void);
+    returns (images, labels, number of bad samples dropped), or None if all were bad."""
+    good = [item for item in items if item is not None]
+    dropped = len(items) - len(good)
+    if not good:
+        return None
+    h = max(x.shape[1] for x, _ in good)
+    w = max(x.shape[2] for x, _ in good)
+    images = torch.stack([F.pad(x, (0, w - x.shape[2], 0, h - x.shape[1])) for x, _ in good])
+    labels = torch.stack(
+        [F.pad(y, (0, w - y.shape[1], 0, h - y.shape[0]), value=VOID_LABEL) for _, y in good]
+    )
+    return images, labels, dropped
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded order per epoch (or the natural order), sharded over ``world`` processes."""
+
+    def __init__(self, size: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1):
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self.rank, self.world = rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.size))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.size).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order()[self.rank :: self.world])
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.size, self.world))
+
+
+def make_loader(
+    data: SegmentationData,
+    *,
+    batch_size: int = 1,
+    shuffle: bool = True,
+    workers: int = 0,
+    rank: int = 0,
+    world: int = 1,
+) -> DataLoader:
+    """A loader whose order and augmentation follow ``data.seed``; call `set_epoch` on its
+    sampler and dataset (see `start_epoch`) before each epoch."""
+    sampler = EpochSampler(len(data), shuffle=shuffle, seed=data.seed, rank=rank, world=world)
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=pad_collate,
+        persistent_workers=False,
+    )
+
+
+def start_epoch(loader: DataLoader, epoch: int) -> None:
+    """Set the epoch of a `make_loader` loader's order and augmentation."""
+    loader.sampler.set_epoch(epoch)
+    loader.dataset.set_epoch(epoch)
