@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from fcnxs import __version__
-from fcnxs.cli import convert, create, data, info, segment
+from fcnxs.cli import convert, create, data, evaluate, info, segment
 from fcnxs.errors import FcnxsError
 
-COMMANDS = (segment, convert, create, info, data)
+COMMANDS = (segment, evaluate, convert, create, info, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

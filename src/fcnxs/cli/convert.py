@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     describe(weights)
     save_model(model, args.out)
     c = model.config
-    print(f"wrote {args.out}: {c.arch}, {c.num_classes} classes, {c.semantics.pool_rounding} "
-          f"pooling, preprocessing {c.preprocessing.channel_order}")  # fmt: skip
+    print(
+        f"wrote {args.out}: {c.arch}, {c.num_classes} classes, {c.semantics.pool_rounding} "
+        f"pooling, preprocessing {c.preprocessing.channel_order}"
+    )
     return 0

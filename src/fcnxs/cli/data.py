@@ -73,7 +73,13 @@ def run_synth(args: argparse.Namespace) -> int:
 
     if args.num_images < 1 or args.height < 8 or args.width < 8:
         raise FcnxsError("--num-images must be ≥ 1 and --height/--width ≥ 8")
-    write_synthetic_voc(args.out, args.num_images, height=args.height, width=args.width,
-                        val_fraction=args.val_fraction, seed=args.seed)  # fmt: skip
+    write_synthetic_voc(
+        args.out,
+        args.num_images,
+        height=args.height,
+        width=args.width,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+    )
     print(f"wrote {args.num_images} samples to {args.out} (VOC layout, classes in classes.txt)")
     return 0

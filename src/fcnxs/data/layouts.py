@@ -60,8 +60,10 @@ def _read_ids(path: Path) -> list[str]:
 
 def voc_samples(root: Path, split: str) -> list[Sample]:
     ids = _read_ids(root / "ImageSets" / "Segmentation" / f"{split}.txt")
-    return [Sample(i, root / "JPEGImages" / f"{i}.jpg", root / "SegmentationClass" / f"{i}.png")
-            for i in ids]  # fmt: skip
+    return [
+        Sample(i, root / "JPEGImages" / f"{i}.jpg", root / "SegmentationClass" / f"{i}.png")
+        for i in ids
+    ]
 
 
 def sbd_samples(root: Path, split: str) -> list[Sample]:

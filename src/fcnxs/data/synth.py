@@ -90,9 +90,14 @@ def render(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarra
 
 
 def write_synthetic_voc(
-    root: str | Path, num_images: int, *, height: int = 120, width: int = 160,
-    val_fraction: float = 0.25, seed: int = 0,
-) -> Path:  # fmt: skip
+    root: str | Path,
+    num_images: int,
+    *,
+    height: int = 120,
+    width: int = 160,
+    val_fraction: float = 0.25,
+    seed: int = 0,
+) -> Path:
     """Write a VOC-layout dataset: JPEGImages/, SegmentationClass/ (palette PNGs),
     ImageSets/Segmentation/{train,val,trainval}.txt and classes.txt."""
     root = Path(root)

@@ -10,8 +10,21 @@ import torch
 
 from fcnxs.errors import file_error
 
-VGG16_CONVS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
-               "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3")  # fmt: skip
+VGG16_CONVS = (
+    "conv1_1",
+    "conv1_2",
+    "conv2_1",
+    "conv2_2",
+    "conv3_1",
+    "conv3_2",
+    "conv3_3",
+    "conv4_1",
+    "conv4_2",
+    "conv4_3",
+    "conv5_1",
+    "conv5_2",
+    "conv5_3",
+)
 CLASSIFIER = {"0": "fc6", "3": "fc7", "6": "fc8"}
 
 
