@@ -13,6 +13,14 @@ import os
 class FcnxsError(Exception):
     """A problem with the user's input, described in one line."""
 
+    exit_status = 2
+
+
+class TrainingFailed(FcnxsError):
+    """A run that cannot go on (a non-finite loss); its last good checkpoint is kept."""
+
+    exit_status = 1
+
 
 def file_error(path: str | os.PathLike, problem: str) -> FcnxsError:
     """An error of the form ``PATH: problem``, the shape every file error takes."""

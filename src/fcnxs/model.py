@@ -69,6 +69,8 @@ class FCN(nn.Module):
         self.crop_offsets = crop_offsets(config)
         sem = config.semantics
         self.pool_scales = {"pool4": sem.pool4_scale, "pool3": sem.pool3_scale}
+        self.dropout: float | None = None
+        """Overrides fc6/fc7's dropout probability (0.5) in training when set."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
@@ -81,8 +83,9 @@ class FCN(nn.Module):
             x = getattr(self, layer.name)(x)
             if isinstance(layer, Conv):
                 x = F.relu(x, inplace=True)
-                if layer.dropout:
-                    x = F.dropout(x, layer.dropout, self.training)
+                p = layer.dropout if self.dropout is None else self.dropout
+                if p and self.training and layer.dropout:
+                    x = F.dropout(x, p, training=True)
             else:
                 pools[layer.name] = x
         x = getattr(self, SCORE)(x)

@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from fcnxs import __version__
-from fcnxs.cli import convert, create, data, evaluate, info, segment
+from fcnxs.cli import convert, create, data, evaluate, info, segment, train
 from fcnxs.errors import FcnxsError
 
-COMMANDS = (segment, evaluate, convert, create, info, data)
+COMMANDS = (segment, train, evaluate, convert, create, info, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args) or 0
     except FcnxsError as exc:
         report_error(str(exc))
-        return 2
+        return exc.exit_status
     except KeyboardInterrupt:
         report_error("interrupted")
         return 130

@@ -112,15 +112,17 @@ def pad_collate(items: list) -> tuple[torch.Tensor, torch.Tensor, int] | None:
 
 
 class EpochSampler(Sampler[int]):
-    """A seeded order per epoch (or the natural order), sharded over ``world`` processes."""
+    """A seeded order per epoch (or the natural order), sharded over ``world`` processes;
+    ``skip`` leaves out this process's first samples (to resume within an epoch)."""
 
     def __init__(self, size: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1):
         self.size, self.shuffle, self.seed = size, shuffle, seed
         self.rank, self.world = rank, world
         self.epoch = 0
+        self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
 
     def order(self) -> list[int]:
         if not self.shuffle:
@@ -128,10 +130,10 @@ class EpochSampler(Sampler[int]):
         return np.random.default_rng([self.seed, self.epoch]).permutation(self.size).tolist()
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.rank :: self.world])
+        return iter(self.order()[self.rank :: self.world][self.skip :])
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.size, self.world))
+        return max(0, len(range(self.rank, self.size, self.world)) - self.skip)
 
 
 def make_loader(
@@ -153,10 +155,14 @@ def make_loader(
         num_workers=workers,
         collate_fn=pad_collate,
         persistent_workers=False,
+        # A private generator: creating an iterator must not draw from the global RNG,
+        # whose state (dropout) a resumed run restores exactly.
+        generator=torch.Generator().manual_seed(data.seed),
     )
 
 
-def start_epoch(loader: DataLoader, epoch: int) -> None:
-    """Set the epoch of a `make_loader` loader's order and augmentation."""
-    loader.sampler.set_epoch(epoch)
+def start_epoch(loader: DataLoader, epoch: int, skip_batches: int = 0) -> None:
+    """Set the epoch of a `make_loader` loader's order and augmentation, leaving out its
+    first ``skip_batches`` batches (already trained on before an interruption)."""
+    loader.sampler.set_epoch(epoch, skip_batches * loader.batch_size)
     loader.dataset.set_epoch(epoch)

@@ -110,7 +110,7 @@ def write_synthetic_voc(
         write_label_png(
             label, SYNTH_CLASSES.colors, root / "SegmentationClass" / f"{sample_id}.png"
         )
-    num_val = max(1, round(num_images * val_fraction)) if num_images > 1 else 0
+    num_val = round(num_images * val_fraction)
     splits = {"train": ids[num_val:], "val": ids[:num_val], "trainval": ids}
     for split, members in splits.items():
         with atomic_path(root / "ImageSets" / "Segmentation" / f"{split}.txt") as tmp:
