@@ -1,0 +1,67 @@
+"""Seconds per training step (forward + backward + SGD) of FCN-8s on one 375×500 image,
+fp32 and bf16, with the peak memory of the process.
+
+    .venv/bin/python benchmarks/train_step.py [--steps 3]
+
+Each configuration runs in a process of its own, so that peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+
+def one(precision: str, steps: int) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    import fcnxs
+
+    model = fcnxs.build_model("fcn8s", num_classes=21, seed=0).train()
+    model.bigscore.weight.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=1e-6, momentum=0.99, weight_decay=5e-4, fused=True)
+    x = torch.randn(1, 3, 375, 500) * 50
+    y = torch.randint(0, 21, (1, 375, 500))
+    times = []
+    for _ in range(steps + 1):  # the first step warms up allocators and kernels
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, ignore_index=255)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"precision": precision, "median_s": statistics.median(times[1:]),
+            "peak_gib": peak_kib / 2**20, "threads": torch.get_num_threads()}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--one", choices=("fp32", "bf16"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one, args.steps)))
+        return
+    print("FCN-8s training step, one 375×500 image, SGD momentum (median of "
+          f"{args.steps} after one warm-up step)\n")  # fmt: skip
+    print("| precision | s / step | peak memory (GiB) | threads |")
+    print("|---|---:|---:|---:|")
+    for precision in ("fp32", "bf16"):
+        command = [sys.executable, __file__, "--one", precision, "--steps", str(args.steps)]
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(f"| {r['precision']} | {r['median_s']:.2f} | {r['peak_gib']:.2f} | {r['threads']} |")
+
+
+if __name__ == "__main__":
+    main()
