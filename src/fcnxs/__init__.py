@@ -13,7 +13,7 @@ The public API::
 
 from fcnxs.config import ModelConfig, Preprocessing, Semantics
 from fcnxs.errors import FcnxsError
-from fcnxs.inference import segment
+from fcnxs.inference import segment, segment_paths
 from fcnxs.initialisation import TransferReport, build_model, transfer
 from fcnxs.model import FCN
 from fcnxs.modelfile import save_model
@@ -32,6 +32,7 @@ __all__ = [
     "load_model",
     "save_model",
     "segment",
+    "segment_paths",
     "start_model",
     "transfer",
 ]

@@ -12,9 +12,26 @@ from fcnxs.atomic import atomic_path
 from fcnxs.errors import FcnxsError, file_error
 from fcnxs.palette import voc_colormap
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
-def read_image(path: str | os.PathLike) -> Image.Image:
-    """Decode an image file to RGB, turned as its EXIF orientation says (as viewers show it)."""
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit single-channel images scaled to 8 bits (65535 → 255)."""
+    values = np.asarray(image)
+    if image.mode == "F":
+        scaled = np.clip(values, 0, 255)
+    else:
+        scaled = values.astype(np.float64) / (257.0 if values.max(initial=0) > 255 else 1.0)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
+def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
+    """Decode an image file as a viewer shows it: EXIF orientation applied, the first frame
+    of an animation, any mode brought to "RGB", or "RGBA" when it has transparency.
+
+    Pillow's decompression-bomb guard stays on: more pixels than ``max_pixels`` (Pillow's
+    default limit when None) is an error.
+    """
     path = Path(path)
     if not path.exists():
         raise file_error(path, "no such file")
@@ -22,17 +39,51 @@ def read_image(path: str | os.PathLike) -> Image.Image:
         raise file_error(path, "is a directory, not an image")
     if path.stat().st_size == 0:
         raise file_error(path, "empty file")
+    limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
     try:
         with Image.open(path) as image:
+            if limit and image.width * image.height > limit:
+                raise file_error(
+                    path,
+                    f"{image.width}×{image.height} = {image.width * image.height} pixels exceeds "
+                    f"the decompression-bomb limit of {limit} (raise it with --max-pixels)",
+                )
+            image.seek(0)
             image = ImageOps.exif_transpose(image)
             image.load()
-            return image.convert("RGB")
+            return _normalise_mode(image)
     except UnidentifiedImageError:
         raise file_error(path, "not an image file Pillow can read") from None
     except Image.DecompressionBombError as exc:
-        raise file_error(path, f"too many pixels ({exc})") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+        raise file_error(
+            path, f"too many pixels ({exc}); raise the limit with --max-pixels"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise file_error(path, f"unreadable or truncated image ({exc})") from None
+
+
+def _normalise_mode(image: Image.Image) -> Image.Image:
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        image = _to_8bit(image)
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    return image.convert("RGBA" if has_alpha else "RGB")
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
+    """`open_image` with any transparency dropped (alpha ignored): an "RGB" image."""
+    return open_image(path, max_pixels).convert("RGB")
+
+
+def composite(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """An RGBA image over a solid colour (the model's mean: transparent pixels then look
+    like "nothing" to the network); other images unchanged, as RGB."""
+    if image.mode != "RGBA":
+        return image.convert("RGB")
+    canvas = Image.new("RGB", image.size, background)
+    canvas.paste(image, mask=image.getchannel("A"))
+    return canvas
 
 
 def label_image(labels: np.ndarray, colors: list[tuple[int, int, int]] | tuple) -> Image.Image:

@@ -1,15 +1,19 @@
-"""Segment one image: preprocessing, forward pass, argmax."""
+"""The public way to segment: one image, or many paths."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
+from fcnxs.errors import FcnxsError
 from fcnxs.model import FCN
+
+ImageLike = Image.Image | np.ndarray | str | os.PathLike
 
 
 @contextlib.contextmanager
@@ -24,26 +28,38 @@ def evaluating(model: FCN) -> Iterator[FCN]:
         model.train(was_training)
 
 
-def predict_scores(model: FCN, image: Image.Image | np.ndarray) -> torch.Tensor:
-    """The (C, H, W) float32 class scores (before softmax) of one image, on the CPU."""
-    with evaluating(model):
-        x = model.preprocess(image).to(model.device)
-        return model(x)[0].float().cpu()
-
-
-def labels_from_scores(scores: torch.Tensor) -> np.ndarray:
+def labels_of(scores: torch.Tensor) -> np.ndarray:
     """Argmax over classes: uint8 for up to 256 classes, else int32."""
     dtype = torch.uint8 if scores.shape[0] <= 256 else torch.int32
     return scores.argmax(0).to(dtype).numpy()
 
 
 def segment(
-    model: FCN, image: Image.Image | np.ndarray, *, return_scores: bool = False
+    model: FCN, image: ImageLike, *, return_scores: bool = False, tile: int | str | None = None
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """The H×W label map of an image, and with ``return_scores`` also its (C, H, W) scores.
+    """The H×W label map of an image, and with ``return_scores`` its (C, H, W) scores.
 
-    ``image`` is a PIL image (any mode) or an H×W×3 uint8 RGB array.
+    ``image`` is a PIL image (any mode; transparency over the model's mean colour), an
+    H×W×3 uint8 RGB array or a path (EXIF orientation applied). ``tile`` ("auto" or a
+    size in pixels) runs large images in blended overlapping tiles.
     """
-    scores = predict_scores(model, image)
-    labels = labels_from_scores(scores)
+    from fcnxs.segmenter import Segmenter
+
+    segmenter = Segmenter(model, device=model.device.type, tile=tile)
+    scores = segmenter.scores(image)
+    labels = labels_of(scores)
     return (labels, scores.numpy()) if return_scores else labels
+
+
+def segment_paths(
+    model: FCN, paths: Iterable[str | os.PathLike], *, tile: int | str | None = "auto"
+) -> Iterator[tuple[str | os.PathLike, np.ndarray | FcnxsError]]:
+    """(path, label map) for each path, or (path, the error) for one that cannot be read."""
+    from fcnxs.segmenter import Segmenter
+
+    segmenter = Segmenter(model, device=model.device.type, tile=tile)
+    for path in paths:
+        try:
+            yield path, labels_of(segmenter.scores(path))
+        except FcnxsError as exc:
+            yield path, exc

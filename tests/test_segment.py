@@ -1,0 +1,192 @@
+"""fcnxs segment on every kind of input a user has, large images in tiles, and the API."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fcnxs
+from fcnxs.cli import main
+from fcnxs.segmenter import Segmenter, mean_color
+
+
+def _rgb(rng, h, w):
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 255 // w, y * 255 // h, (x + y) % 256], -1)
+    return np.clip(base + rng.integers(-20, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def kinds(tmp_path, rng):
+    """One real file of each kind users have, written by Pillow: name → (path, W×H)."""
+    rgb = _rgb(rng, 37, 53)
+    image = Image.fromarray(rgb)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    files = {}
+
+    def save(name, img, **kw):
+        img.save(folder / name, **kw)
+        files[name] = img.size
+
+    save("photo.jpg", image, quality=90)
+    save("plain.png", image)
+    save("bitmap.bmp", image)
+    save("scan.tif", image)
+    save("web.webp", image)
+    frames = [image, Image.fromarray(255 - rgb)]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    files["anim.gif"] = image.size
+    save("gray.png", image.convert("L"))
+    save("palette.png", image.convert("P"))
+    save("alpha.png", image.convert("RGBA"))
+    save("gray-alpha.png", image.convert("LA"))
+    save("deep-gray.png", Image.fromarray(rgb[..., 0].astype(np.uint16) * 257))  # 16-bit gray
+    save("deep-scan.tif", Image.fromarray(rgb[..., 1].astype(np.uint16) * 257))
+    save("print-proof.jpg", image.convert("CMYK"))
+    save("print-scan.tif", image.convert("CMYK"))
+    return folder, files
+
+
+def test_every_input_kind_gives_a_mask_of_its_size(kinds, model_file, tmp_path):
+    folder, files = kinds
+    out = tmp_path / "out"
+    assert main(["segment", str(folder), "--model", model_file, "-o", str(out)]) == 0
+    for name, size in files.items():
+        mask = Image.open(out / (name.rsplit(".", 1)[0] + ".png"))
+        assert mask.mode == "P" and mask.size == size, name
+
+
+def test_corrupted_files_are_one_line_errors_and_the_rest_go_on(
+    kinds, model_file, tmp_path, capsys
+):
+    folder, files = kinds
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    data = (folder / "plain.png").read_bytes()
+    (bad / "truncated.png").write_bytes(data[: len(data) // 2])
+    flipped = bytearray(data)
+    for i in range(60, len(flipped), 97):
+        flipped[i] ^= 0xFF
+    (bad / "flipped.png").write_bytes(bytes(flipped))
+    jpeg = bytearray((folder / "photo.jpg").read_bytes())
+    for i in range(400, len(jpeg) - 10, 211):
+        jpeg[i] ^= 0x55
+    (bad / "flipped-photo.jpg").write_bytes(bytes(jpeg))
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "notes.png").write_text("this is not an image")
+    out = tmp_path / "out"
+    code = main(
+        ["segment", str(bad), str(folder / "photo.jpg"), "--model", model_file, "-o", str(out)]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    failed = {line.split(": ")[2].split("/")[-1] for line in err if line.startswith("fcnxs: error")}
+    assert code == 1 and (out / "photo.png").is_file()
+    assert {"truncated.png", "empty.jpg", "notes.png"} <= failed
+    for source in bad.iterdir():  # each input: a one-line error or a mask of its size
+        if source.name not in failed:
+            assert Image.open(out / f"{source.stem}.png").size == files["plain.png"]
+    assert all("Traceback" not in line for line in err)
+    assert not list(out.glob(".*"))  # no partial file left behind
+
+
+def test_exif_orientation_gives_a_mask_in_display_orientation(
+    tmp_path, model_file, fcn8s_model, rng
+):
+    rgb = _rgb(rng, 40, 64)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the viewer rotates 90° clockwise
+    Image.fromarray(rgb).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    out = tmp_path / "out"
+    assert (
+        main(["segment", str(tmp_path / "phone.jpg"), "--model", model_file, "-o", str(out)]) == 0
+    )
+    mask = np.asarray(Image.open(out / "phone.png"))
+    assert mask.shape == (64, 40)  # display orientation: portrait
+    shown = Image.open(tmp_path / "phone.jpg").transpose(Image.Transpose.ROTATE_270)
+    assert np.array_equal(mask, fcnxs.segment(fcn8s_model, shown))
+
+
+def test_transparent_pixels_are_the_models_mean_colour(fcn8s_model, rng):
+    rgba = np.dstack([_rgb(rng, 30, 30), np.full((30, 30), 255, np.uint8)])
+    rgba[:, :15, 3] = 0
+    flat = rgba[..., :3].copy()
+    flat[:, :15] = mean_color(fcn8s_model)
+    a = fcnxs.segment(fcn8s_model, Image.fromarray(rgba, "RGBA"), return_scores=True)[1]
+    b = fcnxs.segment(fcn8s_model, flat, return_scores=True)[1]
+    assert np.array_equal(a, b)
+
+
+def test_folders_globs_and_layout(tmp_path, model_file, rng):
+    tree = tmp_path / "photos"
+    (tree / "2024" / "june").mkdir(parents=True)
+    for rel in ["a.jpg", "2024/b.png", "2024/june/c.jpg", "2024/june/notes.txt"]:
+        path = tree / rel
+        if rel.endswith(".txt"):
+            path.write_text("skip me")
+        else:
+            Image.fromarray(_rgb(rng, 20, 24)).save(path)
+    out = tmp_path / "out"
+    assert main(["segment", str(tree), "--recursive", "--model", model_file, "-o", str(out)]) == 0
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert written == ["2024/b.png", "2024/june/c.png", "a.png"]
+    flat = tmp_path / "flat"
+    assert main(["segment", str(tree), "--model", model_file, "-o", str(flat)]) == 0
+    assert [p.name for p in flat.rglob("*.png")] == ["a.png"]
+    globbed = tmp_path / "globbed"
+    assert main(["segment", str(tree / "2024" / "*" / "*.jpg"), "--model", model_file,
+                 "-o", str(globbed)]) == 0  # fmt: skip
+    assert [p.relative_to(globbed).as_posix() for p in globbed.rglob("*.png")] == ["june/c.png"]
+
+
+def test_overlay_logits_and_probabilities(tmp_path, model_file, rng):
+    Image.fromarray(_rgb(rng, 33, 45)).save(tmp_path / "x.png")
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "x.png"), "--model", model_file, "-o", str(out),
+                 "--overlay", "--logits", "--probabilities"]) == 0  # fmt: skip
+    assert Image.open(out / "x_overlay.jpg").size == (45, 33)
+    logits = np.load(out / "x.npy")
+    probabilities = np.load(out / "x_probabilities.npy")
+    assert logits.dtype == np.float32 and probabilities.dtype == np.float16
+    assert logits.shape == probabilities.shape == (5, 33, 45)
+    np.testing.assert_allclose(probabilities.astype(np.float32).sum(0), 1, atol=5e-3)
+    assert np.array_equal(np.asarray(Image.open(out / "x.png")), logits.argmax(0))
+
+
+def test_tiles_agree_with_the_whole_image(fcn8s_model, rng):
+    with torch.no_grad():  # a model whose argmax varies across the image
+        fcn8s_model_state = {k: v.clone() for k, v in fcn8s_model.state_dict().items()}
+        for name in ("score", "score_pool4", "score_pool3"):
+            torch.nn.init.normal_(fcn8s_model.get_submodule(name).weight, std=0.01)
+    try:
+        image = _rgb(rng, 210, 300)
+        whole = Segmenter(fcn8s_model, device="cpu", tile=None).scores(image)
+        tiled = Segmenter(fcn8s_model, device="cpu", tile=128).scores(image)
+        assert len(torch.unique(whole.argmax(0))) > 1
+        agreement = (whole.argmax(0) == tiled.argmax(0)).float().mean()
+        assert agreement >= 0.995
+        assert (whole - tiled).abs().max() <= 1e-2 * whole.abs().max()
+    finally:
+        fcn8s_model.load_state_dict(fcn8s_model_state)
+
+
+def test_decompression_bomb_guard_stays_on_with_an_option_to_raise_it(tmp_path, model_file, capsys):
+    Image.new("RGB", (300, 200)).save(tmp_path / "big.png")
+    argv = ["segment", str(tmp_path / "big.png"), "--model", model_file, "-o", str(tmp_path / "o")]
+    assert main([*argv, "--max-pixels", "10000"]) == 2
+    err = capsys.readouterr().err
+    assert "60000 pixels exceeds the decompression-bomb limit of 10000" in err
+    assert "--max-pixels" in err
+    assert main([*argv, "--max-pixels", "100000"]) == 0
+
+
+def test_python_api_takes_arrays_images_and_paths(tmp_path, fcn8s_model, rng):
+    rgb = _rgb(rng, 25, 35)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"junk")
+    from_array = fcnxs.segment(fcn8s_model, rgb)
+    assert np.array_equal(from_array, fcnxs.segment(fcn8s_model, Image.fromarray(rgb)))
+    assert np.array_equal(from_array, fcnxs.segment(fcn8s_model, tmp_path / "a.png"))
+    results = list(fcnxs.segment_paths(fcn8s_model, [tmp_path / "a.png", tmp_path / "b.png"]))
+    assert np.array_equal(results[0][1], from_array)
+    assert isinstance(results[1][1], fcnxs.FcnxsError) and "b.png" in str(results[1][1])
