@@ -6,13 +6,13 @@ import argparse
 from pathlib import Path
 
 from fcnxs import distributed
-from fcnxs.checkpoints import BEST, CHECKPOINT, read_settings
+from fcnxs.checkpoints import BEST, read_settings
 from fcnxs.cli.common import add_dataset_arguments
 from fcnxs.config import ARCHS
 from fcnxs.errors import FcnxsError
-from fcnxs.training import DEFAULT_LR, TrainSettings, train
-
-STAGES = ("fcn32s", "fcn16s", "fcn8s")
+from fcnxs.pipeline import STAGES
+from fcnxs.pipeline import run_pipeline as run_pipeline_stages
+from fcnxs.training import TrainSettings, train
 
 
 def _add_validation_arguments(p: argparse.ArgumentParser) -> None:
@@ -178,20 +178,11 @@ def run_pipeline(args: argparse.Namespace) -> int:
     context = distributed.init(args.device)
     epochs = [e or 1 for e in _per_stage(args.epochs, "epochs")]
     lrs = _per_stage(args.lr, "lr")
-    init = args.vgg16
+    base = _settings(args, STAGES[0], args.vgg16, epochs[0], lrs[0])
     try:
-        for arch, stage_epochs, lr in zip(STAGES, epochs, lrs, strict=True):
-            run_dir = args.out / arch
-            settings = _settings(args, arch, init, stage_epochs, lr)
-            resume = (run_dir / CHECKPOINT).is_file()
-            if context.is_main:
-                lr_used = lr if lr is not None else DEFAULT_LR[arch]
-                state = "resuming" if resume else "starting"
-                print(f"== {arch}: {state}, {stage_epochs} epochs at lr {lr_used:g}", flush=True)
-            result = train(settings, run_dir, resume=resume, context=context)
-            if context.is_main:
-                print(f"== {arch}: best validation mIoU {result.best_miou}", flush=True)
-            init = str(run_dir / BEST)
+        run_pipeline_stages(
+            base, args.out, vgg16=args.vgg16, epochs=epochs, lrs=lrs, context=context
+        )
     finally:
         distributed.shutdown()
     return 0

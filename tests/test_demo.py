@@ -1,0 +1,26 @@
+import re
+
+from fcnxs.cli import main
+
+
+def test_a_reduced_demo_writes_a_complete_report(tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), "--train-images", "3", "--heldout-images", "2",
+            "--epochs", "1", "1", "1", "--size", "40"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "demo: recipe: 3 training and 2 held-out" in printed
+    assert re.search(
+        r"demo: held-out mean IoU: fcn32s [\d.]+, fcn16s [\d.]+, fcn8s [\d.]+", printed
+    )
+    assert f"demo: report: {(out / 'index.html').resolve()}" in printed
+    page = (out / "index.html").read_text()
+    referenced = re.findall(r'src="([^"]+)"', page)
+    assert len(referenced) == 2 * 4 + 1  # two held-out rows of four pictures, the curves
+    for name in referenced:
+        path = out / name
+        assert path.is_file() and path.stat().st_size > 0, name
+    for stage in ("fcn32s", "fcn16s", "fcn8s"):
+        assert f"<h3>{stage}</h3>" in page
+        assert (out / "runs" / stage / "best.safetensors").is_file()
+    assert "ring" in page and "mean IoU" in page
