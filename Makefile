@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	bash scripts/demo.sh
+	$(BIN)/fcnxs demo --out demo-out
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

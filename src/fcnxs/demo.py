@@ -41,8 +41,8 @@ class DemoRecipe:
     height: int = 64
     width: int = 64
     epochs: tuple[int, int, int] = (1, 1, 3)
-    lr: float = 2e-4
-    batch_size: int = 4
+    lr: float = 3e-4
+    batch_size: int = 1
     seed: int = 0
     show: int = 6
 

@@ -78,6 +78,13 @@ class FCN(nn.Module):
         padded_w = padded_length(self.config, width)
         if (padded_h, padded_w) != (height, width):
             x = F.pad(x, (0, padded_w - width, 0, padded_h - height))
+        return self.forward_valid(x)[..., :height, :width]
+
+    def forward_valid(self, x: torch.Tensor) -> torch.Tensor:
+        """`forward` for inputs the network takes as they are (every size from 26 px under
+        the usual semantics): no shape arithmetic in Python, so exporters keep H and W
+        dynamic."""
+        height, width = x.shape[-2:]
         pools = {}
         for layer in TRUNK:
             x = getattr(self, layer.name)(x)
@@ -97,8 +104,7 @@ class FCN(nn.Module):
             h, w = upsampled.shape[-2:]
             x = upsampled + _crop(scored, self.crop_offsets[skip.crop], h, w)
         x = getattr(self, FINAL_UPSAMPLER)(x)
-        x = _crop(x, self.crop_offsets[FINAL_CROP], padded_h, padded_w)
-        return x[..., :height, :width]
+        return _crop(x, self.crop_offsets[FINAL_CROP], height, width)
 
     def preprocess(self, image: Image.Image | np.ndarray) -> torch.Tensor:
         """The (1, 3, H, W) input tensor for a PIL image or an H×W×3 uint8 RGB array."""

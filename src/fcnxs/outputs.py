@@ -30,7 +30,7 @@ def overlay_image(
     out[tint] = (1 - alpha) * out[tint] + alpha * palette[labels[tint]]
     image = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
     present = [int(c) for c in np.unique(labels) if c != VOID_LABEL and c < len(names)]
-    size = max(11, min(image.size) // 40)
+    size = max(9, min(image.size) // 40)
     font = ImageFont.load_default(size=size)
     draw = ImageDraw.Draw(image, "RGBA")
     width = max(draw.textlength(names[c], font=font) for c in present) if present else 0

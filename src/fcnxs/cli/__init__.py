@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from fcnxs import __version__
-from fcnxs.cli import convert, create, data, demo, evaluate, info, segment, train
+from fcnxs.cli import convert, create, data, demo, evaluate, export, info, segment, train
 from fcnxs.errors import FcnxsError
 
-COMMANDS = (demo, segment, train, evaluate, convert, create, info, data)
+COMMANDS = (demo, segment, train, evaluate, export, convert, create, info, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,43 @@
+"""``fcnxs export MODEL -o model.onnx``: ONNX with dynamic size, checked with ONNX Runtime."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fcnxs.cli.common import MODEL_HELP, open_model
+from fcnxs.errors import FcnxsError
+from fcnxs.export import OPSET, check_onnx, export_onnx, min_side
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a model to ONNX (dynamic batch, height and width)",
+        description="Input 'image' (N, 3, H, W), preprocessed as the metadata 'fcnxs_config' "
+        "says; output 'scores' (N, C, H, W). Checked against PyTorch with ONNX Runtime on "
+        "several sizes unless --no-check. Needs the onnx extra: pip install 'fcnxs[onnx]'.",
+    )
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("-o", "--out", required=True, type=Path, metavar="OUT.onnx")
+    p.add_argument("--opset", type=int, default=OPSET)
+    p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")
+    p.add_argument("--epoch", type=int, help="MXNet checkpoint epoch (default: the latest)")
+    p.set_defaults(run=run, arch=None, num_classes=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise FcnxsError("export needs the onnx package: pip install 'fcnxs[onnx]'") from None
+    model = open_model(args)
+    export_onnx(model, args.out, args.opset)
+    print(f"wrote {args.out} (opset {args.opset}; sides of at least {min_side(model)} px)")
+    if not args.no_check:
+        side = max(min_side(model), 32)
+        worst = check_onnx(model, args.out, [(side, side + 7), (97, 131), (240, 320)])
+        print(f"ONNX Runtime vs PyTorch: max |difference| = {worst:.2e} of the largest logit")
+        if worst > 1e-4:
+            raise FcnxsError(f"{args.out}: ONNX Runtime differs from PyTorch by {worst:.2e}")
+    return 0
