@@ -5,13 +5,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import fcnxs
 
 
 @pytest.fixture(scope="session")
 def fcn8s_model() -> fcnxs.FCN:
-    return fcnxs.build_model("fcn8s", num_classes=5, seed=0).eval()
+    """A 5-class FCN-8s with every layer random (a fresh model's zero score layers would
+    make all its scores 0, and comparisons of scores meaningless)."""
+    model = fcnxs.build_model("fcn8s", num_classes=5, seed=0).eval()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name in ("score", "score_pool4", "score_pool3"):
+            layer = model.get_submodule(name)
+            layer.weight.normal_(0, 0.02, generator=generator)
+            layer.bias.normal_(0, 0.1, generator=generator)
+        for name in ("score2", "score4", "bigscore"):
+            weight = model.get_submodule(name).weight
+            weight.add_(torch.randn(weight.shape, generator=generator) * 0.05)
+    return model
 
 
 @pytest.fixture(scope="session")

@@ -110,6 +110,7 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--time", type=int, metavar="N", help="also time N forward passes")
     args = p.parse_args()
 
     image = np.asarray(Image.open(args.image).convert("RGB"), dtype=np.float32)

@@ -140,7 +140,10 @@ class MetricsLog:
         """Drop records of steps past ``step``: a resumed run writes them again."""
         if not self.enabled or not self.path.exists():
             return
-        kept = [ln for ln in self.path.read_text().splitlines()
-                if ln.strip() and json.loads(ln).get("global_step", 0) <= step]  # fmt: skip
+        kept = [
+            ln
+            for ln in self.path.read_text().splitlines()
+            if ln.strip() and json.loads(ln).get("global_step", 0) <= step
+        ]
         with atomic_path(self.path) as tmp:
             tmp.write_text("".join(f"{ln}\n" for ln in kept))

@@ -51,11 +51,18 @@ def export_onnx(model: FCN, path: str | os.PathLike, opset: int = OPSET) -> Path
     big = sum(p.numel() * 4 for p in model.parameters()) > PROTOBUF_LIMIT
     with atomic_path(path) as tmp, torch.inference_mode():
         torch.onnx.export(
-            _Exportable(model), (example,), str(tmp), dynamo=False, opset_version=opset,
-            input_names=["image"], output_names=["scores"],
-            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                          "scores": {0: "batch", 2: "height", 3: "width"}},
-        )  # fmt: skip
+            _Exportable(model),
+            (example,),
+            str(tmp),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["image"],
+            output_names=["scores"],
+            dynamic_axes={
+                "image": {0: "batch", 2: "height", 3: "width"},
+                "scores": {0: "batch", 2: "height", 3: "width"},
+            },
+        )
         proto = onnx.load(str(tmp))
         for key, value in {
             "fcnxs_config": model.config.to_json(),
@@ -85,7 +92,8 @@ def check_onnx(model: FCN, path: str | os.PathLike, sizes: list[tuple[int, int]]
             reference = model.eval()(torch.from_numpy(x)).numpy()
         if ours.shape != reference.shape:
             raise FcnxsError(f"{path}: ONNX output {ours.shape} for input {h}×{w}")
-        worst = max(worst, float(np.abs(ours - reference).max() / np.abs(reference).max()))
+        scale = max(float(np.abs(reference).max()), 1e-12)
+        worst = max(worst, float(np.abs(ours - reference).max()) / scale)
     return worst
 
 

@@ -7,10 +7,10 @@ errors (one line on stderr naming the file and the problem, never a traceback).
 from __future__ import annotations
 
 import argparse
-import sys
 
 from fcnxs import __version__
 from fcnxs.cli import convert, create, data, demo, evaluate, export, info, segment, train
+from fcnxs.cli.common import report_error
 from fcnxs.errors import FcnxsError
 
 COMMANDS = (demo, segment, train, evaluate, export, convert, create, info, data)
@@ -26,10 +26,6 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         command.add_parser(subparsers)
     return parser
-
-
-def report_error(message: str) -> None:
-    print(f"fcnxs: error: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

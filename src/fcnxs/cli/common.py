@@ -17,6 +17,11 @@ MODEL_HELP = (
 )
 
 
+def report_error(message: str) -> None:
+    """The one-line form every user-facing error takes on stderr."""
+    print(f"fcnxs: error: {message}", file=sys.stderr, flush=True)
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="MODEL", help=MODEL_HELP)
     parser.add_argument("--epoch", type=int, help="MXNet checkpoint epoch (default: the latest)")

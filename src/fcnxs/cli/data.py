@@ -8,7 +8,9 @@ from pathlib import Path
 from fcnxs.atomic import atomic_path
 from fcnxs.cli.common import add_dataset_arguments, open_dataset_from
 from fcnxs.data.check import check_dataset, format_report
+from fcnxs.data.layouts import open_dataset
 from fcnxs.data.synth import write_synthetic_voc
+from fcnxs.errors import FcnxsError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -54,8 +56,6 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_make_lst(args: argparse.Namespace) -> int:
-    from fcnxs.data.layouts import open_dataset
-
     root = Path(args.root)
     dataset = open_dataset(root=root, split=args.split, layout=args.format)
     lines = [
@@ -69,8 +69,6 @@ def run_make_lst(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from fcnxs.errors import FcnxsError
-
     if args.num_images < 1 or args.height < 8 or args.width < 8:
         raise FcnxsError("--num-images must be ≥ 1 and --height/--width ≥ 8")
     write_synthetic_voc(

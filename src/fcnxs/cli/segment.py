@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fcnxs.cli.common import add_model_arguments, open_model
+from fcnxs.cli.common import add_model_arguments, open_model, report_error
 from fcnxs.errors import FcnxsError
 from fcnxs.images import write_label_png
 from fcnxs.inference import labels_of
@@ -102,8 +102,6 @@ def _write(rgb: np.ndarray, labels: np.ndarray, out: Path, config, overlay: bool
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnxs.cli import report_error
-
     items = expand_inputs(args.inputs, args.recursive)
     segmenter = Segmenter(
         open_model(args),

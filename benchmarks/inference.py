@@ -1,0 +1,195 @@
+"""Per-image inference of FCN-8s at 375×500: fcnxs's engines side by side with ONNX Runtime
+and, when given a Python with MXNet 1.9.1, MXNet itself, on this machine.
+
+    .venv/bin/python benchmarks/inference.py [--model M.safetensors] [--runs 5]
+        [--mxnet-python .venv-mxnet/bin/python]
+
+Every engine runs in a process of its own (its own peak memory, no shared warm caches),
+reports the median of --runs calls after a first (timed separately) one, and is compared
+with eager fp32: max |Δ logit| / max |logit| and the share of equal argmax pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ENGINES = ["eager fp32", "eager fp32 channels_last", "eager bf16 channels_last", "onnxruntime fp32"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _timed(call, runs: int) -> tuple[float, float]:
+    start = time.perf_counter()
+    call()
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return first, float(np.median(times))
+
+
+def run_engine(engine: str, model_path: str, image: np.ndarray, runs: int, work: Path) -> dict:
+    import torch
+
+    import fcnxs
+
+    model = fcnxs.load_model(model_path).eval()
+    x = model.preprocess(image)
+    if engine.startswith("eager"):
+        channels_last = "channels_last" in engine
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        bf16 = "bf16" in engine
+
+        def call():
+            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                call.out = model(x).float()
+
+        first, median = _timed(call, runs)
+        logits = call.out[0].numpy()
+    else:
+        import onnxruntime
+
+        from fcnxs.export import export_onnx
+
+        onnx_path = work / "model.onnx"
+        if not onnx_path.exists():
+            export_onnx(model, onnx_path)
+        session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        feed = {"image": x.numpy()}
+
+        def call():
+            call.out = session.run(["scores"], feed)[0]
+
+        first, median = _timed(call, runs)
+        logits = call.out[0]
+    np.save(work / f"{engine.replace(' ', '_')}.npy", logits)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {"engine": engine, "first_s": first, "median_s": median, "peak_gib": peak}
+
+
+def run_mxnet(python: str, image_path: Path, runs: int, work: Path) -> dict:
+    tool = ROOT / "tools" / "mxnet_reference.py"
+    env = dict(os.environ, OMP_NUM_THREADS=str(os.cpu_count() or 1))
+    out = subprocess.run(
+        [
+            python,
+            str(tool),
+            "--image",
+            str(image_path),
+            "--out",
+            str(work / "mx"),
+            "--time",
+            str(runs),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    timing = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"engine": "MXNet 1.9.1 (own random weights)", **timing}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="an fcnxs model (default: a seeded random FCN-8s)")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--mxnet-python", help="a Python with MXNet 1.9.1")
+    parser.add_argument("--engine", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.engine:
+        image = np.load(Path(args.work) / "image.npy")
+        print(json.dumps(run_engine(args.engine, args.model, image, args.runs, Path(args.work))))
+        return
+
+    import fcnxs
+    from fcnxs.data.synth import render
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        image = render(np.random.default_rng(0), 375, 500)[0]
+        np.save(work / "image.npy", image)
+        from PIL import Image
+
+        Image.fromarray(image).save(work / "image.png")
+        model_path = args.model
+        if model_path is None:
+            model_path = str(work / "fcn8s.safetensors")
+            fcnxs.save_model(_random_fcn8s(), model_path)
+        rows = []
+        for engine in ENGINES:
+            command = [
+                sys.executable,
+                __file__,
+                "--engine",
+                engine,
+                "--model",
+                model_path,
+                "--runs",
+                str(args.runs),
+                "--work",
+                str(work),
+            ]
+            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
+        if args.mxnet_python:
+            rows.append(run_mxnet(args.mxnet_python, work / "image.png", args.runs, work))
+        reference = np.load(work / "eager_fp32.npy")
+        print(
+            f"FCN-8s, one 375×500 image, {os.cpu_count()} cores; median of {args.runs} calls "
+            "after the first\n"
+        )
+        header = [
+            "engine",
+            "first call (s)",
+            "per image (ms)",
+            "peak memory (GiB)",
+            "max abs Δ / max abs logit",
+            "equal argmax",
+        ]
+        print("| " + " | ".join(header) + " |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for row in rows:
+            name = row["engine"].replace(" ", "_") + ".npy"
+            if (work / name).exists():
+                logits = np.load(work / name)
+                delta = np.abs(logits - reference).max() / np.abs(reference).max()
+                agree = (logits.argmax(0) == reference.argmax(0)).mean()
+                quality = f"{delta:.1e} | {100 * agree:.2f} %"
+            else:
+                quality = "– | –"
+            print(
+                f"| {row['engine']} | {row['first_s']:.2f} | {1000 * row['median_s']:.0f} | "
+                f"{row['peak_gib']:.2f} | {quality} |"
+            )
+
+
+def _random_fcn8s():
+    import torch
+
+    import fcnxs
+
+    model = fcnxs.build_model("fcn8s", num_classes=21, seed=0)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name in ("score", "score_pool4", "score_pool3"):
+            model.get_submodule(name).weight.normal_(0, 0.01, generator=generator)
+    return model
+
+
+if __name__ == "__main__":
+    main()
