@@ -13,7 +13,10 @@ Then ``fcnxs segment IMAGE --model DIR/FCN --epoch 1 --logits`` must give the sa
 """
 
 import argparse
+import json
 import os
+import resource
+import time
 
 import mxnet as mx
 import numpy as np
@@ -128,6 +131,22 @@ def main():
     print(
         f"{args.arch} {args.style}: logits {logits.shape}, max |logit| {np.abs(logits).max():.4g}"
     )
+    if args.time:
+        print(json.dumps(_timing(executor, args.time)))
+
+
+def _timing(executor, runs):
+    """Seconds of a forward pass (the first after binding, then the median of ``runs``)."""
+
+    def once():
+        start = time.perf_counter()
+        executor.forward(is_train=False)[0].wait_to_read()
+        return time.perf_counter() - start
+
+    first = once()
+    median = float(np.median([once() for _ in range(runs)]))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {"first_s": first, "median_s": median, "peak_gib": peak}
 
 
 if __name__ == "__main__":
