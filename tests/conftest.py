@@ -3,6 +3,8 @@ tests only read are built once per session."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -37,3 +39,11 @@ def model_file(tmp_path_factory, fcn8s_model) -> str:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _remove_tmp_path_after_each_test(tmp_path):
+    """Tests write model files and checkpoints of gigabytes; pytest would keep them all
+    until the session ends (tens of GB at peak). Each test's folder goes when it ends."""
+    yield
+    shutil.rmtree(tmp_path, ignore_errors=True)
