@@ -7,7 +7,15 @@ from PIL import Image
 from fcnxs.cli import main
 from fcnxs.config import MXNET_PREPROCESSING
 from fcnxs.data.classes import VOC, ClassList, read_classes_file, write_classes_file
-from fcnxs.data.dataset import SegmentationData, load_pair, make_loader, pad_collate, start_epoch
+from fcnxs.data.dataset import (
+    BadSample,
+    SegmentationData,
+    batches,
+    load_pair,
+    make_loader,
+    pad_collate,
+    start_epoch,
+)
 from fcnxs.data.layouts import open_dataset
 from fcnxs.data.synth import write_synthetic_voc
 from fcnxs.data.transforms import Augmentation, crop_or_pad, cut_off
@@ -166,10 +174,10 @@ def test_crop_pads_the_label_with_void_and_the_image_with_the_mean():
 def test_batches_of_crops_and_padded_whole_images():
     a = (torch.ones(3, 4, 6), torch.zeros(4, 6, dtype=torch.long))
     b = (torch.ones(3, 5, 3), torch.ones(5, 3, dtype=torch.long))
-    images, labels, dropped = pad_collate([a, None, b])
-    assert images.shape == (2, 3, 5, 6) and dropped == 1
+    images, labels, bad = pad_collate([a, BadSample("x.jpg: broken"), b])
+    assert images.shape == (2, 3, 5, 6) and bad == ["x.jpg: broken"]
     assert (labels[0, 4] == 255).all() and (labels[1, :, 3:] == 255).all()
-    assert pad_collate([None]) is None
+    assert pad_collate([BadSample("y.jpg: gone")]) == (None, None, ["y.jpg: gone"])
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +191,7 @@ def _epoch_batches(root, workers, epoch, seed=7):
     data = SegmentationData(dataset, MXNET_PREPROCESSING, augmentation, seed=seed)
     loader = make_loader(data, batch_size=3, workers=workers)
     start_epoch(loader, epoch)
-    return [(x.clone(), y.clone()) for x, y, _ in loader]
+    return [(x.clone(), y.clone()) for x, y, _ in batches(loader)]
 
 
 def test_order_and_augmentation_are_reproducible_with_workers(synth_root):
@@ -205,12 +213,16 @@ def test_a_bad_sample_raises_naming_the_file_or_is_skipped_and_counted(synth_roo
     broken = root / "JPEGImages" / "synth_00003.jpg"
     broken.write_bytes(broken.read_bytes()[:200])
     dataset = open_dataset(root=root, split="trainval")
-    loader = make_loader(SegmentationData(dataset, MXNET_PREPROCESSING), shuffle=False)
-    with pytest.raises(FcnxsError, match=r"synth_00003\.jpg: unreadable or truncated"):
-        list(loader)
+    for workers in (0, 2):  # from a worker too, the error is one line naming the file
+        loader = make_loader(SegmentationData(dataset, MXNET_PREPROCESSING), workers=workers)
+        with pytest.raises(FcnxsError) as info:
+            list(batches(loader))
+        assert str(info.value).startswith(str(broken)) and "\n" not in str(info.value)
+        assert "unreadable or truncated" in str(info.value)
     skipping = SegmentationData(dataset, MXNET_PREPROCESSING, skip_bad=True)
-    batches = list(make_loader(skipping, shuffle=False))
-    assert sum(b is None for b in batches) == 1 and len(batches) == 12
+    seen = list(batches(make_loader(skipping, shuffle=False, workers=2)))
+    assert sum(images is None for images, _, _ in seen) == 1 and len(seen) == 12
+    assert sum(skipped for _, _, skipped in seen) == 1
 
 
 def test_synthetic_dataset_is_seeded_and_has_void_borders(tmp_path, synth_root):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fcnxs.data.dataset import SegmentationData, load_pair, make_loader, start_epoch
+from fcnxs.data.dataset import SegmentationData, batches, load_pair, make_loader, start_epoch
 from fcnxs.data.labels import read_label
 from fcnxs.data.layouts import MASK_SUFFIXES, Dataset, Sample
 from fcnxs.distributed import Context, sum_over_processes
@@ -64,8 +64,8 @@ def evaluate_model(
     matrix = ConfusionMatrix(model.config.num_classes)
     count = 0
     with evaluating(model):
-        batches = progress(zip(indices, loader, strict=True), len(indices), "evaluate", unit="img")
-        for index, (x, y, _) in batches:
+        steps = zip(indices, batches(loader), strict=True)
+        for index, (x, y, _) in progress(steps, len(indices), "evaluate", unit="img"):
             pred = model(x.to(context.device)).argmax(1).cpu()
             matrix.update(y, pred)
             count += 1

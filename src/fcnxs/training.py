@@ -25,7 +25,7 @@ from tqdm import tqdm
 from fcnxs import checkpoints
 from fcnxs.architecture import FINAL_UPSAMPLER
 from fcnxs.config import ModelConfig
-from fcnxs.data.dataset import SegmentationData, make_loader, start_epoch
+from fcnxs.data.dataset import SegmentationData, batches, make_loader, start_epoch
 from fcnxs.data.layouts import Dataset, open_dataset
 from fcnxs.data.transforms import Augmentation
 from fcnxs.distributed import Context, sum_over_processes
@@ -281,11 +281,11 @@ def _train_epoch(
     autocast = torch.autocast(
         context.device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16"
     )
-    for batch in loader:
-        if batch is None:  # every sample of the batch was bad and skipped
+    for images, labels, skipped in batches(loader):
+        stats["skipped"] = stats.get("skipped", 0.0) + skipped
+        if images is None:  # every sample of the batch was bad and skipped
             position.batch += 1
             continue
-        images, labels, _ = batch
         images, labels = images.to(context.device), labels.to(context.device)
         with autocast:
             logits = network(images)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -46,13 +47,20 @@ def load_pair(dataset: Dataset, index: int) -> tuple[np.ndarray, np.ndarray]:
     return image, label
 
 
-class SegmentationData(torch.utils.data.Dataset):
-    """(normalised image (3, H, W) float32, label (H, W) int64) pairs of a `Dataset`.
+@dataclass(frozen=True)
+class BadSample:
+    """A sample that could not be read, and why (one line naming the file).
 
-    With ``skip_bad`` a sample that cannot be read is reported on stderr and dropped from
-    its batch (the batch says how many were dropped); otherwise it raises `FcnxsError`
-    naming the file.
-    """
+    Returned rather than raised: an exception raised in a loader worker comes back to the
+    main process wrapped with the worker's traceback, and users get one line, not that."""
+
+    message: str
+
+
+class SegmentationData(torch.utils.data.Dataset):
+    """(normalised image (3, H, W) float32, label (H, W) int64) pairs of a `Dataset`, or a
+    `BadSample`. `batches` raises on a bad sample, or with ``skip_bad`` reports, drops and
+    counts it."""
 
     def __init__(
         self,
@@ -76,14 +84,11 @@ class SegmentationData(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | BadSample:
         try:
             image, label = load_pair(self.dataset, index)
         except FcnxsError as exc:
-            if not self.skip_bad:
-                raise
-            print(f"fcnxs: skipping a bad sample: {exc}", file=sys.stderr, flush=True)
-            return None
+            return BadSample(str(exc))
         rng = np.random.default_rng([self.seed, self.epoch, index])
         for transform in self.transforms:
             image, label = transform(image, label, rng)
@@ -95,20 +100,31 @@ class SegmentationData(torch.utils.data.Dataset):
         return x, y
 
 
-def pad_collate(items: list) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+def pad_collate(items: list) -> tuple[torch.Tensor | None, torch.Tensor | None, list[str]]:
     """Stack samples padded to the batch's largest size (image 0 = mean, label void);
-    returns (images, labels, number of bad samples dropped), or None if all were bad."""
-    good = [item for item in items if item is not None]
-    dropped = len(items) - len(good)
+    returns (images, labels, the messages of bad samples), images None if all were bad."""
+    good = [item for item in items if not isinstance(item, BadSample)]
+    bad = [item.message for item in items if isinstance(item, BadSample)]
     if not good:
-        return None
+        return None, None, bad
     h = max(x.shape[1] for x, _ in good)
     w = max(x.shape[2] for x, _ in good)
     images = torch.stack([F.pad(x, (0, w - x.shape[2], 0, h - x.shape[1])) for x, _ in good])
     labels = torch.stack(
         [F.pad(y, (0, w - y.shape[1], 0, h - y.shape[0]), value=VOID_LABEL) for _, y in good]
     )
-    return images, labels, dropped
+    return images, labels, bad
+
+
+def batches(loader: DataLoader) -> Iterator[tuple[torch.Tensor | None, torch.Tensor | None, int]]:
+    """(images, labels, number of bad samples skipped) per batch of a `make_loader` loader;
+    a bad sample raises `FcnxsError` naming its file unless the dataset's ``skip_bad``."""
+    for images, labels, bad in loader:
+        if bad and not loader.dataset.skip_bad:
+            raise FcnxsError(bad[0])
+        for message in bad:
+            print(f"fcnxs: skipping a bad sample: {message}", file=sys.stderr, flush=True)
+        yield images, labels, len(bad)
 
 
 class EpochSampler(Sampler[int]):
