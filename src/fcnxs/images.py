@@ -104,9 +104,3 @@ def write_label_png(
     image = label_image(labels, colors)
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
-
-
-def write_npy(array: np.ndarray, path: str | os.PathLike) -> None:
-    """Write a ``.npy`` file atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, array)
