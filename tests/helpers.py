@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -16,3 +21,26 @@ def meta_model(arch: str, **config_fields) -> fcnxs.FCN:
     """A model on the meta device: shapes without arithmetic."""
     with torch.device("meta"):
         return fcnxs.FCN(fcnxs.ModelConfig(arch=arch, **config_fields))
+
+
+@contextlib.contextmanager
+def serving(app) -> Iterator[str]:
+    """Run an ASGI app under uvicorn on a free loopback port; yield its base URL. Leaving
+    the block asks the server to shut down gracefully and waits for it."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(60)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -25,6 +26,10 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
 
 
+class TooManyPixels(FcnxsError):
+    """An image over the decompression-bomb limit (the service answers it with 413)."""
+
+
 def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
     """Decode an image file as a viewer shows it: EXIF orientation applied, the first frame
     of an animation, any mode brought to "RGB", or "RGBA" when it has transparency.
@@ -39,27 +44,38 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
         raise file_error(path, "is a directory, not an image")
     if path.stat().st_size == 0:
         raise file_error(path, "empty file")
+    return decode_image(path, str(path), max_pixels, "--max-pixels")
+
+
+def decode_image(
+    source: str | os.PathLike | BinaryIO,
+    name: str,
+    max_pixels: int | None = None,
+    limit_option: str = "--max-pixels",
+) -> Image.Image:
+    """`open_image` for a path or an open binary file (an upload); errors name ``name``
+    and, for too many pixels, the option that raises the limit."""
     limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             if limit and image.width * image.height > limit:
-                raise file_error(
-                    path,
-                    f"{image.width}×{image.height} = {image.width * image.height} pixels exceeds "
-                    f"the decompression-bomb limit of {limit} (raise it with --max-pixels)",
+                raise TooManyPixels(
+                    f"{name}: {image.width}×{image.height} = {image.width * image.height} "
+                    f"pixels exceeds the decompression-bomb limit of {limit} "
+                    f"(raise it with {limit_option})"
                 )
             image.seek(0)
             image = ImageOps.exif_transpose(image)
             image.load()
             return _normalise_mode(image)
     except UnidentifiedImageError:
-        raise file_error(path, "not an image file Pillow can read") from None
+        raise file_error(name, "not an image file Pillow can read") from None
     except Image.DecompressionBombError as exc:
-        raise file_error(
-            path, f"too many pixels ({exc}); raise the limit with --max-pixels"
+        raise TooManyPixels(
+            f"{name}: too many pixels ({exc}); raise the limit with {limit_option}"
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise file_error(path, f"unreadable or truncated image ({exc})") from None
+        raise file_error(name, f"unreadable or truncated image ({exc})") from None
 
 
 def _normalise_mode(image: Image.Image) -> Image.Image:

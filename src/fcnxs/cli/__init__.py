@@ -9,11 +9,22 @@ from __future__ import annotations
 import argparse
 
 from fcnxs import __version__
-from fcnxs.cli import convert, create, data, demo, evaluate, export, info, segment, train
+from fcnxs.cli import (
+    convert,
+    create,
+    data,
+    demo,
+    evaluate,
+    export,
+    info,
+    segment,
+    serve,
+    train,
+)
 from fcnxs.cli.common import report_error
 from fcnxs.errors import FcnxsError
 
-COMMANDS = (demo, segment, train, evaluate, export, convert, create, info, data)
+COMMANDS = (demo, segment, train, evaluate, export, serve, convert, create, info, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -63,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _tile(text: str) -> int | str | None:
+def parse_tile(text: str) -> int | str | None:
     if text in ("auto", "none"):
         return None if text == "none" else "auto"
     if not text.isdigit():
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         open_model(args),
         device=args.device,
         precision=args.precision,
-        tile=_tile(args.tile),
+        tile=parse_tile(args.tile),
         max_pixels=args.max_pixels,
     )
     config = segmenter.model.config

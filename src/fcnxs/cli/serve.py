@@ -1,0 +1,55 @@
+"""``fcnxs serve --model MODEL``: a model over HTTP, with a page to try it in a browser."""
+
+from __future__ import annotations
+
+import argparse
+
+from fcnxs.cli.common import add_model_arguments, open_model
+from fcnxs.cli.segment import parse_tile
+from fcnxs.errors import FcnxsError
+from fcnxs.segmenter import Segmenter
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve a model over HTTP, with a page to try it",
+        description="POST /v1/segment (multipart field 'image'; ?format=png|json), "
+        "GET /healthz, GET / (a page to drop an image on). The model is loaded once. "
+        "Needs the serve extra: pip install 'fcnxs[serve]'.",
+    )
+    add_model_arguments(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: local)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image, in pixels")
+    p.add_argument("--workers", type=int, default=1, help="inferences at once")
+    p.add_argument("--queue", type=int, default=16, help="requests that may wait; then 503")
+    p.add_argument("--tile", default="auto", metavar="auto|SIZE|none")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from fcnxs.service import Limits, create_app
+    except ImportError:
+        raise FcnxsError("serve needs FastAPI and uvicorn: pip install 'fcnxs[serve]'") from None
+    if args.workers < 1 or args.queue < 0 or args.max_upload_mb <= 0 or args.max_pixels < 1:
+        raise FcnxsError("--workers and --max-* must be positive, --queue at least 0")
+    segmenter = Segmenter(
+        open_model(args), device=args.device, precision=args.precision, tile=parse_tile(args.tile)
+    )
+    limits = Limits(
+        max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
+        max_pixels=args.max_pixels,
+        workers=args.workers,
+        queue=args.queue,
+    )
+    app = create_app(segmenter, limits)
+    print(f"fcnxs: serving {args.model} on http://{args.host}:{args.port}/", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, timeout_graceful_shutdown=30)
+    return 0
