@@ -155,7 +155,11 @@ def test_twenty_concurrent_requests_are_all_answered_with_their_own_mask(segment
         responses = list(pool.map(lambda i: _post(url, _png_bytes(images[i % 4])), range(20)))
     for i, response in enumerate(responses):
         assert response.status_code == 200, response.text
-        assert np.array_equal(np.asarray(Image.open(io.BytesIO(response.content))), expected[i % 4])
+        mask = np.asarray(Image.open(io.BytesIO(response.content)))
+        # A size seen before runs on its image-dependent window only (rounding-level
+        # differences, so a near-tie may flip); another image's mask would be far off.
+        assert mask.shape == expected[i % 4].shape
+        assert (mask == expected[i % 4]).mean() > 0.995
 
 
 def test_a_full_queue_answers_503_and_shutdown_finishes_what_is_running(fcn8s_model, rng):

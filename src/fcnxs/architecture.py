@@ -83,6 +83,9 @@ class Head:
     """Stride of ``bigscore``; its kernel is twice that (64, 32 or 16)."""
 
 
+SKIP_POOLS = frozenset({POOL4_SKIP.pool, POOL3_SKIP.pool})
+"""The pool maps a head may read besides fc7."""
+
 HEADS: dict[str, Head] = {
     "fcn32s": Head((), 32),
     "fcn16s": Head((POOL4_SKIP,), 16),

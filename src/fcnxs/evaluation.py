@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fcnxs.border_reuse import BorderReuse
 from fcnxs.data.dataset import SegmentationData, batches, load_pair, make_loader, start_epoch
 from fcnxs.data.labels import read_label
 from fcnxs.data.layouts import MASK_SUFFIXES, Dataset, Sample
@@ -63,10 +64,11 @@ def evaluate_model(
     indices = loader.sampler.order()[context.rank :: context.world]
     matrix = ConfusionMatrix(model.config.num_classes)
     count = 0
+    forward = BorderReuse(model)
     with evaluating(model):
         steps = zip(indices, batches(loader), strict=True)
         for index, (x, y, _) in progress(steps, len(indices), "evaluate", unit="img"):
-            pred = model(x.to(context.device)).argmax(1).cpu()
+            pred = forward(x.to(context.device)).argmax(1).cpu()
             matrix.update(y, pred)
             count += 1
             if save_predictions is not None:

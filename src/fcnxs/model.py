@@ -8,6 +8,8 @@ scaling) comes from the model's `ModelConfig`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -19,6 +21,7 @@ from fcnxs.architecture import (
     FINAL_UPSAMPLER,
     HEADS,
     SCORE,
+    SKIP_POOLS,
     SKIP_STRIDE,
     TRUNK,
     TRUNK_CHANNELS,
@@ -50,7 +53,7 @@ class FCN(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.head = HEADS[config.arch]
+        self.head_spec = HEADS[config.arch]
         ceil = config.semantics.pool_rounding == "ceil"
         for layer in TRUNK:
             if isinstance(layer, Conv):
@@ -62,10 +65,10 @@ class FCN(nn.Module):
             self.add_module(layer.name, module)
         classes = config.num_classes
         self.add_module(SCORE, nn.Conv2d(TRUNK_CHANNELS["fc7"], classes, 1))
-        for skip in self.head.skips:
+        for skip in self.head_spec.skips:
             self.add_module(skip.upsampler, _upsampler(classes, SKIP_STRIDE, config))
             self.add_module(skip.score, nn.Conv2d(TRUNK_CHANNELS[skip.pool], classes, 1))
-        self.add_module(FINAL_UPSAMPLER, _upsampler(classes, self.head.final_stride, config))
+        self.add_module(FINAL_UPSAMPLER, _upsampler(classes, self.head_spec.final_stride, config))
         self.crop_offsets = crop_offsets(config)
         sem = config.semantics
         self.pool_scales = {"pool4": sem.pool4_scale, "pool3": sem.pool3_scale}
@@ -73,18 +76,29 @@ class FCN(nn.Module):
         """Overrides fc6/fc7's dropout probability (0.5) in training when set."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run_padded(self.forward_valid, x)
+
+    def run_padded(
+        self, forward_valid: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+    ) -> torch.Tensor:
+        """``forward_valid(x)`` for any size: inputs too small for the network are padded at
+        the bottom and right with zeros (the mean colour), run, and cropped back."""
         height, width = x.shape[-2:]
         padded_h = padded_length(self.config, height)
         padded_w = padded_length(self.config, width)
         if (padded_h, padded_w) != (height, width):
             x = F.pad(x, (0, padded_w - width, 0, padded_h - height))
-        return self.forward_valid(x)[..., :height, :width]
+        return forward_valid(x)[..., :height, :width]
 
     def forward_valid(self, x: torch.Tensor) -> torch.Tensor:
         """`forward` for inputs the network takes as they are (every size from 26 px under
         the usual semantics): no shape arithmetic in Python, so exporters keep H and W
         dynamic."""
         height, width = x.shape[-2:]
+        return self.head(*self.trunk(x), height, width)
+
+    def trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """fc7's output and the pool maps the skips read (pool3, pool4)."""
         pools = {}
         for layer in TRUNK:
             x = getattr(self, layer.name)(x)
@@ -93,10 +107,16 @@ class FCN(nn.Module):
                 p = layer.dropout if self.dropout is None else self.dropout
                 if p and self.training and layer.dropout:
                     x = F.dropout(x, p, training=True)
-            else:
+            elif layer.name in SKIP_POOLS:
                 pools[layer.name] = x
+        return x, pools
+
+    def head(
+        self, x: torch.Tensor, pools: dict[str, torch.Tensor], height: int, width: int
+    ) -> torch.Tensor:
+        """Score fc7, fuse the skips and upsample to the input's ``height`` × ``width``."""
         x = getattr(self, SCORE)(x)
-        for skip in self.head.skips:
+        for skip in self.head_spec.skips:
             upsampled = getattr(self, skip.upsampler)(x)
             pool = pools[skip.pool]
             scale = self.pool_scales[skip.pool]

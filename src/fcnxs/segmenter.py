@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fcnxs.border_reuse import BorderReuse
 from fcnxs.distributed import pick_device
 from fcnxs.errors import FcnxsError
 from fcnxs.images import composite, open_image
@@ -106,6 +107,7 @@ class Segmenter:
         self.torch_device = pick_device(self.device)
         # channels-last is 14 % faster for this network on oneDNN at the same outputs.
         self.model = self.model.to(self.torch_device, memory_format=torch.channels_last)
+        self.forward = BorderReuse(self.model)
         self.background = mean_color(self.model)
         if isinstance(self.tile, int) and self.tile < 64:
             raise FcnxsError("--tile must be at least 64 pixels")
@@ -130,8 +132,8 @@ class Segmenter:
         x = x.contiguous(memory_format=torch.channels_last)
         dtype = PRECISIONS[self.precision]
         autocast = torch.autocast(self.torch_device.type, dtype=dtype, enabled=dtype is not None)
-        with evaluating(self.model) as model, autocast:
-            return model(x)[0].float().cpu()
+        with evaluating(self.model), autocast:
+            return self.forward(x)[0].float().cpu()
 
     def score_bands(self, rgb: np.ndarray) -> Iterator[tuple[int, int, torch.Tensor]]:
         """(y0, y1, scores of rows y0..y1 as (C, y1-y0, W)) from top to bottom."""

@@ -1,0 +1,105 @@
+"""Computing the trunk's image-independent border once per size gives the dense outputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fcnxs
+from fcnxs.architecture import TRUNK
+from fcnxs.border_reuse import MIN_SAVING, BorderReuse, image_windows, saved_share
+from fcnxs.config import CAFFE_SEMANTICS
+
+
+def _agreement(reference: torch.Tensor, got: torch.Tensor) -> tuple[float, float]:
+    reference, got = reference.float(), got.float()
+    relative = float((reference - got).abs().max() / reference.abs().max())
+    equal = float((reference.argmax(1) == got.argmax(1)).float().mean())
+    return relative, equal
+
+
+def test_windows_at_375x500_are_those_of_the_design_notes():
+    rows = dict(zip([layer.name for layer in TRUNK], image_windows(375), strict=True))
+    # conv1_1 (pad 100) reads padded rows y..y+2: the image (rows 100..474) reaches 98..474.
+    assert (rows["conv1_1"].lo, rows["conv1_1"].hi, rows["conv1_1"].size) == (98, 475, 573)
+    assert rows["pool5"].size == 17 and rows["fc6"].full and rows["fc7"].full
+    assert 0.33 < saved_share(375, 500) < 0.37  # DESIGN §6: about 35 %
+    assert saved_share(2000, 2000) < MIN_SAVING  # large inputs run densely
+
+
+def test_outside_the_windows_every_image_gives_the_same_values(fcn8s_model):
+    maps = {}
+
+    def keep(name):
+        return lambda module, args, out: maps.setdefault(name, []).append(out.clone())
+
+    layers = [layer.name for layer in TRUNK]
+    hooks = [fcn8s_model.get_submodule(name).register_forward_hook(keep(name)) for name in layers]
+    try:
+        with torch.inference_mode():
+            for seed in (1, 2):
+                generator = torch.Generator().manual_seed(seed)
+                fcn8s_model(torch.randn(1, 3, 40, 57, generator=generator))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    windows = zip(layers, image_windows(40), image_windows(57), strict=True)
+    for name, rows, cols in windows:
+        first, second = (torch.relu(m) for m in maps[name])
+        outside = torch.ones(first.shape[-2:], dtype=torch.bool)
+        outside[rows.lo : rows.hi, cols.lo : cols.hi] = False
+        assert torch.equal(first[..., outside], second[..., outside]), name
+        assert not torch.equal(first, second), name
+
+
+@pytest.mark.parametrize("semantics", ["mxnet", "caffe"])
+def test_reuse_gives_the_dense_outputs_call_after_call(fcn8s_model, semantics):
+    model = fcn8s_model
+    if semantics == "caffe":
+        model = fcnxs.FCN(model.config.replace(semantics=CAFFE_SEMANTICS)).eval()
+        model.load_state_dict(fcn8s_model.state_dict())
+    model = model.to(memory_format=torch.channels_last)
+    reuse = BorderReuse(model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for height, width in [(45, 61), (20, 9)]:  # 20×9 is padded to the network's minimum
+            for _ in range(4):  # dense, dense and kept, then windowed
+                x = torch.randn(1, 3, height, width, generator=generator) * 60
+                relative, equal = _agreement(model(x), reuse(x))
+                assert relative < 1e-4 and equal > 0.999
+    assert len(reuse._sizes) >= 1
+
+
+def test_bf16_reuse_matches_dense_bf16(fcn8s_model):
+    reuse = BorderReuse(fcn8s_model)
+    x = torch.randn(1, 3, 48, 48, generator=torch.Generator().manual_seed(3)) * 60
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
+        dense = fcn8s_model(x)
+        for _ in range(3):
+            got = reuse(x)
+    relative, equal = _agreement(dense, got)
+    assert got.dtype == dense.dtype and relative < 2e-2 and equal > 0.98
+
+
+def test_changed_weights_are_never_served_from_what_was_kept():
+    model = fcnxs.build_model("fcn8s", num_classes=3, seed=0).eval()
+    reuse = BorderReuse(model)
+    x = torch.randn(1, 3, 40, 40, generator=torch.Generator().manual_seed(4)) * 60
+    with torch.inference_mode():
+        for _ in range(3):
+            reuse(x)
+    with torch.no_grad():
+        model.conv1_2.bias.add_(0.5)
+        model.score.weight.normal_(0, 0.05)
+    with torch.inference_mode():
+        relative, _ = _agreement(model(x), reuse(x))
+    assert relative < 1e-4
+
+
+def test_the_memory_budget_keeps_only_the_newest_size(fcn8s_model):
+    reuse = BorderReuse(fcn8s_model, max_bytes=1)
+    with torch.inference_mode():
+        for side in (40, 44):
+            for _ in range(3):
+                reuse(torch.zeros(1, 3, side, side))
+    assert len(reuse._sizes) == 1
