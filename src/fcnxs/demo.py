@@ -6,7 +6,9 @@ images are segmented, and everything lands in DIR/index.html.
 
 The recipe is chosen for a 2-core CPU and a five-minute budget: the full VGG16 trunk from a
 random start (no pretrained weights may be downloaded), small images, Adam instead of the
-tutorial's SGD (which needs ImageNet weights and hours), no dropout, batches of four.
+tutorial's SGD (which needs ImageNet weights and hours), no dropout, batches of four (a
+step's optimiser update of 134 M parameters is shared by four samples), and bf16 where the
+CPU computes it natively (0.64 s a sample against 1.8 s for fp32 batches of one).
 """
 
 from __future__ import annotations
@@ -34,15 +36,23 @@ from fcnxs.segmenter import Segmenter
 from fcnxs.training import TrainSettings
 
 
+def fast_precision() -> str:
+    """bf16 on CPUs with native bf16 arithmetic (where it is 2-3× faster), else fp32."""
+    import torch
+
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
 @dataclass(frozen=True)
 class DemoRecipe:
     train_images: int = 40
     heldout_images: int = 12
     height: int = 64
     width: int = 64
-    epochs: tuple[int, int, int] = (1, 1, 3)
-    lr: float = 3e-4
-    batch_size: int = 1
+    epochs: tuple[int, int, int] = (1, 1, 7)
+    lr: float = 6e-4
+    batch_size: int = 4
+    precision: str = dataclasses.field(default_factory=lambda: fast_precision())
     seed: int = 0
     show: int = 6
 
@@ -51,7 +61,8 @@ class DemoRecipe:
             f"{self.train_images} training and {self.heldout_images} held-out synthetic "
             f"{self.width}×{self.height} images; FCN-32s/16s/8s for "
             f"{'/'.join(map(str, self.epochs))} epochs; Adam lr {self.lr:g}, no weight decay, "
-            f"no dropout, batch {self.batch_size}; random VGG16 trunk (seed {self.seed})"
+            f"no dropout, batch {self.batch_size}, {self.precision}; random VGG16 trunk "
+            f"(seed {self.seed})"
         )
 
 
@@ -109,6 +120,7 @@ def run_demo(out: Path, recipe: DemoRecipe = DemoRecipe()) -> dict:
         weight_decay=0.0,
         dropout=0.0,
         batch_size=recipe.batch_size,
+        precision=recipe.precision,
         workers=0,
         seed=recipe.seed,
         log_every=5,
