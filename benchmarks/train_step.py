@@ -1,20 +1,27 @@
 """Seconds per training step (forward + backward + SGD) of FCN-8s on one 375×500 image,
 fp32 and bf16, with the peak memory of the process.
 
-    .venv/bin/python benchmarks/train_step.py [--steps 3]
+    .venv/bin/python benchmarks/train_step.py [--steps 3] [--mxnet-python .venv-mxnet/bin/python]
 
-Each configuration runs in a process of its own, so that peak memory is its own.
+Each configuration runs in a process of its own, so that peak memory is its own. Given a
+Python with MXNet 1.9.1, the table also holds MXNet's step on the same network (the
+tutorial's SGD, bigscore frozen), from the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def one(precision: str, steps: int) -> dict:
@@ -47,6 +54,7 @@ def one(precision: str, steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--mxnet-python", help="a Python with MXNet 1.9.1")
     parser.add_argument("--one", choices=("fp32", "bf16"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -61,6 +69,27 @@ def main() -> None:
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(f"| {r['precision']} | {r['median_s']:.2f} | {r['peak_gib']:.2f} | {r['threads']} |")
+    if args.mxnet_python:
+        r = mxnet_step(args.mxnet_python, args.steps)
+        print(
+            f"| MXNet 1.9.1 fp32 | {r['median_s']:.2f} | {r['peak_gib']:.2f} | {os.cpu_count()} |"
+        )
+
+
+def mxnet_step(python: str, steps: int) -> dict:
+    import numpy as np
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as work:
+        image = Path(work) / "image.png"
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (375, 500, 3), np.uint8)).save(
+            image
+        )
+        command = [python, str(ROOT / "tools" / "mxnet_reference.py"), "--image", str(image)]
+        command += ["--out", work, "--train-steps", str(steps)]
+        env = dict(os.environ, OMP_NUM_THREADS=str(os.cpu_count() or 1))
+        out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

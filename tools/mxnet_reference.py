@@ -114,12 +114,21 @@ def main():
     p.add_argument("--image", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--time", type=int, metavar="N", help="also time N forward passes")
+    p.add_argument(
+        "--train-steps",
+        type=int,
+        metavar="N",
+        help="only time N training steps (forward, backward, SGD) and print them as JSON",
+    )
     args = p.parse_args()
 
     image = np.asarray(Image.open(args.image).convert("RGB"), dtype=np.float32)
     x = (image - MEAN).transpose(2, 0, 1)[None]
     sym = build(args.arch, args.classes, args.style, args.pooling)
     params = random_weights(sym, x.shape, args.seed)
+    if args.train_steps:
+        print(json.dumps(_train_timing(sym, params, x, args.classes, args.train_steps)))
+        return
     os.makedirs(args.out, exist_ok=True)
     prefix = os.path.join(args.out, "FCN")
     mx.model.save_checkpoint(prefix, 1, sym, params, {})
@@ -147,6 +156,36 @@ def _timing(executor, runs):
     median = float(np.median([once() for _ in range(runs)]))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {"first_s": first, "median_s": median, "peak_gib": peak}
+
+
+def _train_timing(sym, params, x, classes, steps):
+    """Seconds of a training step as the tutorial's (SGD, momentum 0.99, weight decay 5e-4,
+    bigscore frozen): one warm-up step, then the median of ``steps``."""
+    rng = np.random.default_rng(1)
+    label = rng.integers(0, classes, (1, x.shape[2] * x.shape[3])).astype(np.float32)
+    args = {"data": mx.nd.array(x), "softmax_label": mx.nd.array(label), **params}
+    frozen = {"data", "softmax_label", "bigscore_weight"}
+    grads = {k: mx.nd.zeros(v.shape) for k, v in args.items() if k not in frozen}
+    requests = {k: ("null" if k in frozen else "write") for k in args}
+    executor = sym.bind(mx.cpu(), args, args_grad=grads, grad_req=requests)
+    updater = mx.optimizer.get_updater(
+        mx.optimizer.SGD(learning_rate=1e-6, momentum=0.99, wd=5e-4, rescale_grad=1.0)
+    )
+    names = sorted(grads)
+
+    def once():
+        start = time.perf_counter()
+        executor.forward(is_train=True)
+        executor.backward()
+        for i, name in enumerate(names):
+            updater(i, grads[name], args[name])
+        mx.nd.waitall()
+        return time.perf_counter() - start
+
+    once()
+    median = float(np.median([once() for _ in range(steps)]))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {"median_s": median, "peak_gib": peak}
 
 
 if __name__ == "__main__":
