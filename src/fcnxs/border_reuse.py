@@ -28,6 +28,8 @@ from fcnxs.prepacked import PackedConvs
 MAX_CACHED_BYTES = 3 << 29
 """What is kept over all sizes: at 375×500 in fp32, 0.4 GB of borders and 0.5 GB of
 packed weights; the newest size is always kept."""
+MAX_SEEN_SIZES = 4096
+"""Sizes remembered as seen once (a few hundred bytes each)."""
 MIN_SAVING = 0.15
 """Below this share of the trunk's work saved (inputs over about 1.2 megapixels), the
 kept maps are not worth their memory and the network runs densely."""
@@ -122,6 +124,8 @@ class BorderReuse:
             if kept is not None:
                 self._sizes.move_to_end(key)
             first_time = key not in self._seen
+            if len(self._seen) >= MAX_SEEN_SIZES:  # a long run over ever new sizes
+                self._seen.clear()
             self._seen.add(key)
         if kept is not None:
             out, pools = self._windowed(x, kept)
