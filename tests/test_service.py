@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -184,7 +185,14 @@ def test_a_full_queue_answers_503_and_shutdown_finishes_what_is_running(fcn8s_mo
         assert second.result().status_code == 200
 
 
-def test_serve_command_errors_are_one_line(tmp_path, capsys):
+def test_serve_command_errors_are_one_line(tmp_path, capsys, model_file):
     assert main(["serve", "--model", str(tmp_path / "missing.safetensors")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.safetensors" in err[0]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", model_file, "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot listen on 127.0.0.1:{port}" in err[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 
 from fcnxs.cli.common import add_model_arguments, open_model
 from fcnxs.cli.segment import parse_tile
@@ -31,6 +32,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def check_address(host: str, port: int) -> None:
+    """Fail with one line if the server could not listen on ``host:port``."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise FcnxsError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -40,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise FcnxsError("serve needs FastAPI and uvicorn: pip install 'fcnxs[serve]'") from None
     if args.workers < 1 or args.queue < 0 or args.max_upload_mb <= 0 or args.max_pixels < 1:
         raise FcnxsError("--workers and --max-* must be positive, --queue at least 0")
+    check_address(args.host, args.port)  # before minutes of model loading, not after
     segmenter = Segmenter(
         open_model(args), device=args.device, precision=args.precision, tile=parse_tile(args.tile)
     )
