@@ -6,8 +6,17 @@ import pytest
 import torch
 
 import fcnxs
-from fcnxs.architecture import TRUNK
-from fcnxs.border_reuse import MIN_SAVING, BorderReuse, image_windows, saved_share
+from fcnxs import border_reuse
+from fcnxs.architecture import TRUNK, Conv
+from fcnxs.border_reuse import (
+    MIN_SAVING,
+    BorderReuse,
+    Window,
+    image_windows,
+    saved_share,
+    tile_plan,
+    tile_span,
+)
 from fcnxs.config import CAFFE_SEMANTICS
 
 
@@ -103,3 +112,28 @@ def test_the_memory_budget_keeps_only_the_newest_size(fcn8s_model):
             for _ in range(3):
                 reuse(torch.zeros(1, 3, side, side))
     assert len(reuse._sizes) == 1
+
+
+@pytest.mark.parametrize("ceil", [False, True])
+def test_every_input_window_lies_inside_the_tile_its_layer_reads(ceil):
+    for height in range(26, 1200, 3):
+        for width in range(26, 1200, 41):
+            inputs = (Window(0, height, height), Window(0, width, width))
+            for layer, (rows, cols, tiled) in zip(
+                TRUNK, tile_plan(height, width, ceil), strict=True
+            ):
+                pad = layer.pad if isinstance(layer, Conv) else 0
+                for window_in, window in zip(inputs, (rows, cols), strict=True):
+                    start, end = tile_span(layer, window, window_in.size)
+                    inside = start <= window_in.lo + pad and window_in.hi + pad <= end
+                    assert inside or not tiled, (height, width, layer.name)
+                inputs = (rows, cols)
+
+
+def test_sizes_seen_once_are_bounded(fcn8s_model, monkeypatch):
+    monkeypatch.setattr(border_reuse, "MAX_SEEN_SIZES", 2)
+    reuse = BorderReuse(fcn8s_model)
+    with torch.inference_mode():
+        for side in (40, 41, 42, 43, 44):
+            reuse(torch.zeros(1, 3, side, side))
+    assert len(reuse._seen) <= 2

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from fcnxs.architecture import SKIP_POOLS, TRUNK, Conv
+from fcnxs.architecture import SKIP_POOLS, TRUNK, Conv, Pool
 from fcnxs.model import FCN
 from fcnxs.prepacked import PackedConvs
 
@@ -80,6 +80,25 @@ def saved_share(height: int, width: int, ceil: bool = False) -> float:
     return 1 - dependent / total if total else 0.0
 
 
+def tile_plan(height: int, width: int, ceil: bool = False) -> list[tuple[Window, Window, bool]]:
+    """Per trunk layer: its output windows along rows and columns, and whether it runs on
+    a tile (its input or its output is only a window), reading a kept border."""
+    plan, input_full = [], True  # the image itself is all image
+    for rows, cols in zip(image_windows(height, ceil), image_windows(width, ceil), strict=True):
+        output_full = rows.full and cols.full
+        plan.append((rows, cols, not (input_full and output_full)))
+        input_full = output_full
+    return plan
+
+
+def tile_span(layer: Conv | Pool, window: Window, input_size: int) -> tuple[int, int]:
+    """Along one axis, the positions of a layer's padded input that its output ``window``
+    reads."""
+    if isinstance(layer, Conv):
+        return window.lo, min(input_size + 2 * layer.pad, window.hi + layer.kernel - 1)
+    return 2 * window.lo, min(input_size, 2 * window.hi)
+
+
 @dataclass
 class _Size:
     """What is kept for one input size: the border each tiled layer reads, and the
@@ -131,11 +150,12 @@ class BorderReuse:
             out, pools = self._windowed(x, kept)
             self._evict()  # the first windowed run packs its convolutions
             return out, pools
-        out, pools, borders = self._dense(x, keep=not first_time)
-        if borders is not None:
-            with self._lock:
-                self._sizes[key] = _Size(borders, PackedConvs())
-            self._evict()
+        if first_time:  # a one-off size costs nothing extra
+            return self.model.trunk(x)
+        out, pools, borders = self._dense(x)
+        with self._lock:
+            self._sizes[key] = _Size(borders, PackedConvs())
+        self._evict()
         return out, pools
 
     def _evict(self) -> None:
@@ -147,51 +167,36 @@ class BorderReuse:
             ):
                 self._sizes.popitem(last=False)
 
-    def _plan(self, x: torch.Tensor) -> list[tuple[Window, Window, bool]]:
-        """Per trunk layer: its output windows along rows and columns, and whether it runs
-        on a tile (its input or its output is only a window), reading a kept border."""
-        height, width = x.shape[-2:]
-        plan, input_full = [], True  # the image itself is all image
-        for rows, cols in zip(
-            image_windows(height, self._ceil), image_windows(width, self._ceil), strict=True
-        ):
-            output_full = rows.full and cols.full
-            plan.append((rows, cols, not (input_full and output_full)))
-            input_full = output_full
-        return plan
-
-    def _dense(self, x: torch.Tensor, keep: bool):
-        """The trunk as usual; with ``keep``, also the input of every layer that will run
-        on a tile, padded as that layer pads: the border its tiles read."""
+    def _dense(self, x: torch.Tensor) -> tuple[torch.Tensor, dict, list[torch.Tensor | None]]:
+        """The model's own trunk, keeping the input of every layer that will run on a
+        tile, padded as that layer pads: the border its tiles read."""
+        tiled = [t for _, _, t in tile_plan(*x.shape[-2:], self._ceil)]
         borders: list[torch.Tensor | None] = []
-        pools = {}
-        for layer, (_, _, tiled) in zip(TRUNK, self._plan(x), strict=True):
-            if keep:
-                borders.append(_padded(x, layer) if tiled else None)
-            x = getattr(self.model, layer.name)(x)
-            if isinstance(layer, Conv):
-                x = F.relu(x, inplace=True)
-            elif layer.name in SKIP_POOLS:
-                pools[layer.name] = x
-        return x, pools, (borders if keep else None)
+
+        def keep(i: int, layer, layer_input: torch.Tensor) -> None:
+            borders.append(_padded(layer_input, layer) if tiled[i] else None)
+
+        out, pools = self.model.trunk(x, before_layer=keep)
+        return out, pools, borders
 
     def _windowed(self, x: torch.Tensor, kept: _Size):
         pools = {}
         height, width = x.shape[-2:]
         dtype = _compute_dtype(x)
         rows_in, cols_in = Window(0, height, height), Window(0, width, width)
-        for i, (layer, (rows, cols, tiled)) in enumerate(zip(TRUNK, self._plan(x), strict=True)):
+        for i, (layer, (rows, cols, tiled)) in enumerate(
+            zip(TRUNK, tile_plan(height, width, self._ceil), strict=True)
+        ):
             module = getattr(self.model, layer.name)
             is_conv = isinstance(layer, Conv)
             if tiled:
                 pad = layer.pad if is_conv else 0
-                reach, step = (layer.kernel - 1, 1) if is_conv else (0, 2)
-                border = kept.borders[i]
-                # The tile: the padded input rows and columns the output window reads.
-                r0, r1 = rows.lo * step, min(border.shape[-2], rows.hi * step + reach)
-                c0, c1 = cols.lo * step, min(border.shape[-1], cols.hi * step + reach)
-                tile = border[..., r0:r1, c0:c1].clone()
-                _paste(tile, x, rows_in.lo + pad - r0, cols_in.lo + pad - c0)
+                r0, r1 = tile_span(layer, rows, rows_in.size)
+                c0, c1 = tile_span(layer, cols, cols_in.size)
+                tile = kept.borders[i][..., r0:r1, c0:c1].clone()
+                # The input window lies inside the tile (tested over sizes, both roundings).
+                top, left = rows_in.lo + pad - r0, cols_in.lo + pad - c0
+                tile[..., top : top + x.shape[-2], left : left + x.shape[-1]] = x
                 x, padding = tile, 0
             else:
                 padding = layer.pad if is_conv else 0
@@ -216,14 +221,6 @@ def _key(model: FCN, x: torch.Tensor) -> tuple:
     # A parameter changed in place (an optimiser step, a load) bumps its version.
     versions = tuple(p._version for p in model.parameters())
     return (tuple(x.shape), x.device, _compute_dtype(x), versions)
-
-
-def _paste(tile: torch.Tensor, x: torch.Tensor, top: int, left: int) -> None:
-    """Copy ``x`` into ``tile`` at (top, left), dropping what falls outside the tile (a
-    floor-rounded pool never reads an odd last row)."""
-    h = min(x.shape[-2], tile.shape[-2] - top)
-    w = min(x.shape[-1], tile.shape[-1] - left)
-    tile[..., top : top + h, left : left + w] = x[..., :h, :w]
 
 
 def _padded(x: torch.Tensor, layer) -> torch.Tensor:

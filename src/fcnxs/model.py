@@ -26,6 +26,7 @@ from fcnxs.architecture import (
     TRUNK,
     TRUNK_CHANNELS,
     Conv,
+    Pool,
 )
 from fcnxs.config import ModelConfig
 from fcnxs.geometry import crop_offsets, padded_length
@@ -97,10 +98,17 @@ class FCN(nn.Module):
         height, width = x.shape[-2:]
         return self.head(*self.trunk(x), height, width)
 
-    def trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """fc7's output and the pool maps the skips read (pool3, pool4)."""
+    def trunk(
+        self,
+        x: torch.Tensor,
+        before_layer: Callable[[int, Conv | Pool, torch.Tensor], None] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """fc7's output and the pool maps the skips read (pool3, pool4). ``before_layer``
+        sees each layer's input (`fcnxs.border_reuse` keeps some of them)."""
         pools = {}
-        for layer in TRUNK:
+        for i, layer in enumerate(TRUNK):
+            if before_layer is not None:
+                before_layer(i, layer, x)
             x = getattr(self, layer.name)(x)
             if isinstance(layer, Conv):
                 x = F.relu(x, inplace=True)
