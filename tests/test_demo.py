@@ -1,12 +1,15 @@
+import json
 import re
 
 from fcnxs.cli import main
+from fcnxs.demo import DemoRecipe
 
 
 def test_a_reduced_demo_writes_a_complete_report(tmp_path, capsys):
     out = tmp_path / "demo"
     argv = ["demo", "--out", str(out), "--train-images", "3", "--heldout-images", "2",
-            "--epochs", "1", "1", "1", "--size", "40"]  # fmt: skip
+            "--epochs", "1", "1", "1", "--size", "40",
+            "--batch-size", "2", "--lr", "0.001"]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "demo: recipe: 3 training and 2 held-out" in printed
@@ -24,3 +27,9 @@ def test_a_reduced_demo_writes_a_complete_report(tmp_path, capsys):
         assert f"<h3>{stage}</h3>" in page
         assert (out / "runs" / stage / "best.safetensors").is_file()
     assert "ring" in page and "mean IoU" in page
+    # The recipe's options reach every stage's training, precision included.
+    for stage in ("fcn32s", "fcn16s", "fcn8s"):
+        settings = json.loads((out / "runs" / stage / "run.json").read_text())
+        assert (settings["batch_size"], settings["lr"]) == (2, 0.001)
+        assert settings["precision"] == DemoRecipe().precision
+    assert f"batch 2, {DemoRecipe().precision}" in printed

@@ -52,7 +52,7 @@ class DemoRecipe:
     epochs: tuple[int, int, int] = (1, 1, 7)
     lr: float = 6e-4
     batch_size: int = 4
-    precision: str = dataclasses.field(default_factory=lambda: fast_precision())
+    precision: str = dataclasses.field(default_factory=fast_precision)
     seed: int = 0
     show: int = 6
 

@@ -44,7 +44,7 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
         raise file_error(path, "is a directory, not an image")
     if path.stat().st_size == 0:
         raise file_error(path, "empty file")
-    return decode_image(path, str(path), max_pixels, "--max-pixels")
+    return decode_image(path, str(path), max_pixels)
 
 
 def decode_image(

@@ -152,25 +152,17 @@ def create_app(segmenter: Segmenter, limits: Limits | None = None) -> FastAPI:
         where = {".".join(str(p) for p in e["loc"]): e["msg"] for e in exc.errors()}
         return _error(400, "; ".join(f"{k}: {v}" for k, v in where.items()))
 
-    def infer(upload: UploadFile) -> tuple[np.ndarray, np.ndarray]:
+    def answer(upload: UploadFile, format: str, overlay: bool) -> Response:
+        """Decode, segment and encode one upload (in a worker thread: all of it blocks)."""
         name = upload.filename or "upload"
         try:
             image = decode_image(upload.file, name, limits.max_pixels, "the server's --max-pixels")
             rgb = segmenter.load(image)
-            return rgb, labels_of(segmenter.scores(rgb))
+            labels = labels_of(segmenter.scores(rgb))
         except TooManyPixels as exc:
             raise HTTPException(413, str(exc)) from None
         except FcnxsError as exc:
             raise HTTPException(400, str(exc)) from None
-
-    @app.post(SEGMENT_PATH)
-    async def segment(
-        image: UploadFile = File(..., description="the image file"),  # noqa: B008
-        format: str = Query("png", pattern="^(png|json)$"),
-        overlay: bool = Query(False, description="json: add the overlay as a data URL"),
-    ) -> Response:
-        async with gate.slot():
-            rgb, labels = await run_in_threadpool(infer, image)
         if format == "png":
             return Response(_png(label_image(labels, config.colors)), media_type="image/png")
         body = {
@@ -180,8 +172,17 @@ def create_app(segmenter: Segmenter, limits: Limits | None = None) -> FastAPI:
         }
         if overlay:
             picture = overlay_image(rgb, labels, config.colors, config.class_names)
-            body["overlay"] = await run_in_threadpool(_jpeg_data_url, picture)
+            body["overlay"] = _jpeg_data_url(picture)
         return JSONResponse(body)
+
+    @app.post(SEGMENT_PATH)
+    async def segment(
+        image: UploadFile = File(..., description="the image file"),  # noqa: B008
+        format: str = Query("png", pattern="^(png|json)$"),
+        overlay: bool = Query(False, description="json: add the overlay as a data URL"),
+    ) -> Response:
+        async with gate.slot():
+            return await run_in_threadpool(answer, image, format, overlay)
 
     @app.get("/healthz")
     async def healthz() -> dict:

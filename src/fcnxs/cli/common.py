@@ -8,6 +8,7 @@ from typing import TextIO
 
 from fcnxs.config import ARCHS
 from fcnxs.data.layouts import Dataset, open_dataset
+from fcnxs.errors import FcnxsError
 from fcnxs.model import FCN
 from fcnxs.sources import Weights, detect_format, load_model, model_from_weights, read_weights
 
@@ -39,6 +40,14 @@ def open_model(args: argparse.Namespace) -> FCN:
     model = model_from_weights(weights, arch=args.arch, num_classes=args.num_classes)
     describe(weights)
     return model
+
+
+def parse_tile(text: str) -> int | str | None:
+    if text in ("auto", "none"):
+        return None if text == "none" else "auto"
+    if not text.isdigit():
+        raise FcnxsError(f"--tile takes auto, none or a size in pixels, not {text!r}")
+    return int(text)
 
 
 def describe(weights: Weights, file: TextIO | None = None) -> None:

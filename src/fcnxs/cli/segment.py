@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fcnxs.cli.common import add_model_arguments, open_model, report_error
+from fcnxs.cli.common import add_model_arguments, open_model, parse_tile, report_error
 from fcnxs.errors import FcnxsError
 from fcnxs.images import write_label_png
 from fcnxs.inference import labels_of
@@ -61,14 +61,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     p.set_defaults(run=run)
-
-
-def parse_tile(text: str) -> int | str | None:
-    if text in ("auto", "none"):
-        return None if text == "none" else "auto"
-    if not text.isdigit():
-        raise FcnxsError(f"--tile takes auto, none or a size in pixels, not {text!r}")
-    return int(text)
 
 
 def _segment_one(segmenter: Segmenter, rgb: np.ndarray, out: Path, args) -> np.ndarray:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import socket
 
-from fcnxs.cli.common import add_model_arguments, open_model
-from fcnxs.cli.segment import parse_tile
+from fcnxs.cli.common import add_model_arguments, open_model, parse_tile
 from fcnxs.errors import FcnxsError
 from fcnxs.segmenter import Segmenter
 
