@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import fcnxs
-from fcnxs import border_reuse
+from fcnxs import border_reuse, precision
 from fcnxs.architecture import TRUNK, Conv
 from fcnxs.border_reuse import (
     MIN_SAVING,
@@ -79,7 +79,10 @@ def test_reuse_gives_the_dense_outputs_call_after_call(fcn8s_model, semantics):
     assert len(reuse._sizes) >= 1
 
 
-def test_bf16_reuse_matches_dense_bf16(fcn8s_model):
+@pytest.mark.parametrize("cpu", ["this CPU", "a CPU without native bf16"])
+def test_bf16_reuse_matches_dense_bf16(fcn8s_model, cpu, monkeypatch):
+    if cpu != "this CPU":  # oneDNN refuses bf16 weights there: the plain convolution runs
+        monkeypatch.setattr(precision, "native_on_cpu", lambda dtype: dtype == torch.float32)
     reuse = BorderReuse(fcn8s_model)
     x = torch.randn(1, 3, 48, 48, generator=torch.Generator().manual_seed(3)) * 60
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
@@ -88,6 +91,8 @@ def test_bf16_reuse_matches_dense_bf16(fcn8s_model):
             got = reuse(x)
     relative, equal = _agreement(dense, got)
     assert got.dtype == dense.dtype and relative < 2e-2 and equal > 0.98
+    packed = sum(kept.convs.nbytes for kept in reuse._sizes.values())
+    assert (packed > 0) == precision.native_on_cpu(torch.bfloat16)
 
 
 def test_changed_weights_are_never_served_from_what_was_kept():

@@ -31,16 +31,10 @@ from fcnxs.inference import labels_of
 from fcnxs.modelfile import load_model
 from fcnxs.outputs import overlay_image, write_overlay
 from fcnxs.pipeline import STAGES, run_pipeline
+from fcnxs.precision import fast_precision
 from fcnxs.report import report_dict
 from fcnxs.segmenter import Segmenter
 from fcnxs.training import TrainSettings
-
-
-def fast_precision() -> str:
-    """bf16 on CPUs with native bf16 arithmetic (where it is 2-3× faster), else fp32."""
-    import torch
-
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ Eager PyTorch hands oneDNN plain weights, which it re-lays out into its blocked 
 every call: 45 % of fc6's time at 375×500 (DESIGN §6). The layout oneDNN picks depends on
 the input's shape, so weights are packed per (layer, input shape, dtype), which suits
 inputs of a size seen before (`fcnxs.border_reuse` calls this for those). ReLU is fused.
-On anything but a CPU with oneDNN the plain convolution runs.
+On anything but a CPU with oneDNN, and in a format the CPU only emulates, the plain
+convolution runs.
 """
 
 from __future__ import annotations
@@ -15,11 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fcnxs import precision
+
 _pointwise = getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
 
 
-def available(device: torch.device) -> bool:
-    return device.type == "cpu" and torch.backends.mkldnn.is_available() and _pointwise is not None
+def available(x: torch.Tensor) -> bool:
+    """Whether oneDNN can take ``x`` (a CPU tensor in a format this CPU computes natively)."""
+    return (
+        x.device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and _pointwise is not None
+        and precision.native_on_cpu(x.dtype)
+    )
 
 
 class PackedConvs:
@@ -34,7 +43,7 @@ class PackedConvs:
         return sum(w.element_size() * w.numel() for w, _ in self._packed.values())
 
     def relu_conv(self, module: nn.Conv2d, x: torch.Tensor, padding: int) -> torch.Tensor:
-        if not available(x.device):
+        if not available(x):
             return F.relu(
                 F.conv2d(x, module.weight.to(x.dtype), _cast(module.bias, x), padding=padding)
             )

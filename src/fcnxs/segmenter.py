@@ -24,6 +24,7 @@ from fcnxs.errors import FcnxsError
 from fcnxs.images import composite, open_image
 from fcnxs.inference import evaluating
 from fcnxs.model import FCN
+from fcnxs.precision import PRECISIONS
 from fcnxs.preprocessing import as_rgb_array, to_input
 
 BYTES_PER_PADDED_PIXEL = 800
@@ -37,7 +38,6 @@ BLEND = 16
 ALIGN = 32
 """The network's total stride: tiles starting at multiples of it see the pooling grid of
 the whole image."""
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def mean_color(model: FCN) -> tuple[int, int, int]:

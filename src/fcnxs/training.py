@@ -34,6 +34,7 @@ from fcnxs.evaluation import check_classes, evaluate_model
 from fcnxs.initialisation import build_model
 from fcnxs.model import FCN
 from fcnxs.palette import VOID_LABEL
+from fcnxs.precision import emulation_warning
 from fcnxs.report import report_dict
 from fcnxs.sources import start_model
 
@@ -201,6 +202,9 @@ def train(
         if context.is_main:
             checkpoints.write_settings(run_dir, settings.to_dict())
     check_classes(model, train_set)
+    warning = emulation_warning(settings.precision, context.device)
+    if warning and context.is_main:
+        print(warning, file=sys.stderr, flush=True)
     model.dropout = settings.dropout
     model.to(context.device)
     optimizer = _optimizer(settings, model)

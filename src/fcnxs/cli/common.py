@@ -10,6 +10,8 @@ from fcnxs.config import ARCHS
 from fcnxs.data.layouts import Dataset, open_dataset
 from fcnxs.errors import FcnxsError
 from fcnxs.model import FCN
+from fcnxs.precision import emulation_warning
+from fcnxs.segmenter import Segmenter
 from fcnxs.sources import Weights, detect_format, load_model, model_from_weights, read_weights
 
 MODEL_HELP = (
@@ -40,6 +42,22 @@ def open_model(args: argparse.Namespace) -> FCN:
     model = model_from_weights(weights, arch=args.arch, num_classes=args.num_classes)
     describe(weights)
     return model
+
+
+def open_segmenter(args: argparse.Namespace, **options) -> Segmenter:
+    """``--model`` ready for images on ``--device`` in ``--precision``, saying on stderr when
+    that precision will run emulated (slow) rather than quietly choosing another."""
+    segmenter = Segmenter(
+        open_model(args),
+        device=args.device,
+        precision=args.precision,
+        tile=parse_tile(args.tile),
+        **options,
+    )
+    warning = emulation_warning(segmenter.precision, segmenter.torch_device)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    return segmenter
 
 
 def parse_tile(text: str) -> int | str | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fcnxs.cli.common import add_model_arguments, open_model, parse_tile, report_error
+from fcnxs.cli.common import add_model_arguments, open_segmenter, report_error
 from fcnxs.errors import FcnxsError
 from fcnxs.images import write_label_png
 from fcnxs.inference import labels_of
@@ -95,13 +95,7 @@ def _write(rgb: np.ndarray, labels: np.ndarray, out: Path, config, overlay: bool
 
 def run(args: argparse.Namespace) -> int:
     items = expand_inputs(args.inputs, args.recursive)
-    segmenter = Segmenter(
-        open_model(args),
-        device=args.device,
-        precision=args.precision,
-        tile=parse_tile(args.tile),
-        max_pixels=args.max_pixels,
-    )
+    segmenter = open_segmenter(args, max_pixels=args.max_pixels)
     config = segmenter.model.config
     failed = 0
     writes: list[tuple[Path, Future]] = []

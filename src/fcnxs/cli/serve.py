@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import socket
 
-from fcnxs.cli.common import add_model_arguments, open_model, parse_tile
+from fcnxs.cli.common import add_model_arguments, open_segmenter
 from fcnxs.errors import FcnxsError
-from fcnxs.segmenter import Segmenter
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -52,9 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1 or args.queue < 0 or args.max_upload_mb <= 0 or args.max_pixels < 1:
         raise FcnxsError("--workers and --max-* must be positive, --queue at least 0")
     check_address(args.host, args.port)  # before minutes of model loading, not after
-    segmenter = Segmenter(
-        open_model(args), device=args.device, precision=args.precision, tile=parse_tile(args.tile)
-    )
+    segmenter = open_segmenter(args)
     limits = Limits(
         max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
         max_pixels=args.max_pixels,

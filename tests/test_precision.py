@@ -1,0 +1,51 @@
+"""bf16 and fp16 are used where asked, and said to be slow where the CPU only emulates them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fcnxs import precision
+from fcnxs.cli import main
+
+
+@pytest.fixture
+def cpu_without_half(monkeypatch):
+    """Make this CPU look like an AVX2-only one, whatever it is."""
+    monkeypatch.setattr(precision, "native_on_cpu", lambda dtype: dtype == torch.float32)
+
+
+def test_fp32_and_gpus_never_warn():
+    assert precision.native_on_cpu(torch.float32)
+    assert precision.emulation_warning("fp32", torch.device("cpu")) is None
+    assert precision.emulation_warning("bf16", torch.device("cuda")) is None
+
+
+def test_emulated_half_precisions_warn_and_the_demo_keeps_fp32(cpu_without_half):
+    for name in ("bf16", "fp16"):
+        warning = precision.emulation_warning(name, torch.device("cpu"))
+        assert warning is not None and f"no native {name}" in warning
+    assert precision.fast_precision() == "fp32"
+
+
+def test_native_bf16_is_quiet_and_the_demo_takes_it(monkeypatch):
+    monkeypatch.setattr(precision, "native_on_cpu", lambda dtype: True)
+    assert precision.emulation_warning("bf16", torch.device("cpu")) is None
+    assert precision.fast_precision() == "bf16"
+
+
+def test_segment_in_emulated_bf16_warns_once_and_still_segments(
+    cpu_without_half, tmp_path, model_file, capsys
+):
+    image = tmp_path / "photo.png"
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 56, 3), np.uint8)
+    Image.fromarray(rgb).save(image)
+    argv = ["segment", str(image), str(image), "--model", model_file, "-o", str(tmp_path / "out"),
+            "--precision", "bf16"]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("no native bf16 arithmetic") == 1
+    labels = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
+    assert labels.shape == (40, 56)
