@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import EMULATED_BF16_HELP, EMULATED_BF16_NOTE, bf16_is_native, describe_machine
 
 ENGINES = [
     "eager fp32",
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--model", help="an fcnxs model (default: a seeded random FCN-8s)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--mxnet-python", help="a Python with MXNet 1.9.1")
+    parser.add_argument("--emulated-bf16", action="store_true", help=EMULATED_BF16_HELP)
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -153,7 +155,10 @@ def main() -> None:
             model_path = str(work / "fcn8s.safetensors")
             fcnxs.save_model(_random_fcn8s(), model_path)
         rows = []
+        skip_bf16 = not (bf16_is_native() or args.emulated_bf16)
         for engine in ENGINES:
+            if skip_bf16 and "bf16" in engine:
+                continue
             command = [
                 sys.executable,
                 __file__,
@@ -171,8 +176,9 @@ def main() -> None:
         if args.mxnet_python:
             rows.append(run_mxnet(args.mxnet_python, work / "image.png", args.runs, work))
         reference = np.load(work / "eager_fp32.npy")
+        print(describe_machine())
         print(
-            f"FCN-8s, one 375×500 image, {os.cpu_count()} cores; median of {args.runs} calls "
+            f"FCN-8s, one 375×500 image; median of {args.runs} calls "
             f"after the first and {WARM_UP} more\n"
         )
         header = [
@@ -198,6 +204,8 @@ def main() -> None:
                 f"| {row['engine']} | {row['first_s']:.2f} | {1000 * row['median_s']:.0f} | "
                 f"{row['peak_gib']:.2f} | {quality} |"
             )
+        if skip_bf16:
+            print(f"\n{EMULATED_BF16_NOTE}")
 
 
 def _random_fcn8s():

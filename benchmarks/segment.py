@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe_machine
 from PIL import Image
 
 
@@ -73,6 +74,7 @@ def main() -> None:
                 ]
             )
             rows.append(("one 6000×4000 image (tiles: auto)", seconds, peak, 1 / seconds))
+        print(describe_machine() + "\n")
         print("| input | wall time (s) | peak memory (GiB) | images/s |")
         print("|---|---:|---:|---:|")
         for name, seconds, peak, rate in rows:

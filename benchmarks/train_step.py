@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import EMULATED_BF16_HELP, EMULATED_BF16_NOTE, bf16_is_native, describe_machine
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -55,16 +57,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--mxnet-python", help="a Python with MXNet 1.9.1")
+    parser.add_argument("--emulated-bf16", action="store_true", help=EMULATED_BF16_HELP)
     parser.add_argument("--one", choices=("fp32", "bf16"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one(args.one, args.steps)))
         return
+    print(describe_machine())
     print("FCN-8s training step, one 375×500 image, SGD momentum (median of "
           f"{args.steps} after one warm-up step)\n")  # fmt: skip
     print("| precision | s / step | peak memory (GiB) | threads |")
     print("|---|---:|---:|---:|")
-    for precision in ("fp32", "bf16"):
+    skip_bf16 = not (bf16_is_native() or args.emulated_bf16)
+    for precision in ("fp32",) if skip_bf16 else ("fp32", "bf16"):
         command = [sys.executable, __file__, "--one", precision, "--steps", str(args.steps)]
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
@@ -74,6 +79,8 @@ def main() -> None:
         print(
             f"| MXNet 1.9.1 fp32 | {r['median_s']:.2f} | {r['peak_gib']:.2f} | {os.cpu_count()} |"
         )
+    if skip_bf16:
+        print(f"\n{EMULATED_BF16_NOTE}")
 
 
 def mxnet_step(python: str, steps: int) -> dict:
