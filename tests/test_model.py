@@ -112,3 +112,39 @@ def test_preprocessing_follows_the_configuration():
     torch.testing.assert_close(
         tv.preprocess(image.numpy())[0], (image.permute(2, 0, 1) / 255 - mean) / std
     )
+
+
+def test_fc6_as_a_matrix_product_gives_the_convolutions_values_and_gradients():
+    from fcnxs.model import _conv_by_matmul
+
+    conv = torch.nn.Conv2d(6, 10, 7)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 6, 9, 12, generator=generator)
+    upstream = torch.randn(2, 10, 3, 6, generator=generator)
+    results = []
+    for forward in (conv, lambda t: _conv_by_matmul(conv, t)):
+        conv.zero_grad()
+        xi = x.clone().requires_grad_()
+        out = forward(xi)
+        out.backward(upstream)
+        results.append((out.detach(), xi.grad, conv.weight.grad.clone(), conv.bias.grad.clone()))
+    for reference, got in zip(*results, strict=True):
+        torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_training_on_a_cpu_runs_fc6_as_a_matrix_product(fcn8s_model, monkeypatch):
+    from fcnxs import model as model_module
+
+    calls = []
+    real = model_module._conv_by_matmul
+    monkeypatch.setattr(model_module, "_conv_by_matmul", lambda c, t: calls.append(1) or real(c, t))
+    x = torch.randn(1, 3, 40, 52, generator=torch.Generator().manual_seed(1)) * 50
+    with torch.no_grad():
+        evaluated = fcn8s_model(x)
+        fcn8s_model.dropout = 0.0
+        try:
+            trained = fcn8s_model.train()(x)
+        finally:
+            fcn8s_model.eval().dropout = None
+    assert len(calls) == 1
+    torch.testing.assert_close(trained, evaluated, rtol=1e-4, atol=1e-4 * evaluated.abs().max().item())
