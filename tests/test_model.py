@@ -147,4 +147,6 @@ def test_training_on_a_cpu_runs_fc6_as_a_matrix_product(fcn8s_model, monkeypatch
         finally:
             fcn8s_model.eval().dropout = None
     assert len(calls) == 1
-    torch.testing.assert_close(trained, evaluated, rtol=1e-4, atol=1e-4 * evaluated.abs().max().item())
+    torch.testing.assert_close(
+        trained, evaluated, rtol=1e-4, atol=1e-4 * evaluated.abs().max().item()
+    )
