@@ -49,3 +49,17 @@ def test_segment_in_emulated_bf16_warns_once_and_still_segments(
     assert err.count("no native bf16 arithmetic") == 1
     labels = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
     assert labels.shape == (40, 56)
+
+
+def test_train_in_emulated_bf16_warns_before_its_first_step(cpu_without_half, tmp_path, capsys):
+    from fcnxs.data.synth import write_synthetic_voc
+
+    root = write_synthetic_voc(tmp_path / "voc", 2, height=40, width=40, val_fraction=0)
+    for jpeg in (root / "JPEGImages").iterdir():  # every step would fail: none is run
+        jpeg.write_bytes(jpeg.read_bytes()[:100])
+    argv = ["train", "--arch", "fcn32s", "--data", str(root), "--split", "train",
+            "--out", str(tmp_path / "run"), "--precision", "bf16", "--workers", "0"]  # fmt: skip
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert err.count("no native bf16 arithmetic") == 1
+    assert "JPEGImages" in err.splitlines()[-1]  # the run stopped at its first sample
