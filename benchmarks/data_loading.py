@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe_machine
+
 from fcnxs.config import MXNET_PREPROCESSING
 from fcnxs.data.dataset import SegmentationData, make_loader, start_epoch
 from fcnxs.data.layouts import open_dataset
@@ -42,6 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = write_synthetic_voc(Path(tmp) / "voc", args.images, height=375, width=500)
+        print(describe_machine())
         print(f"{args.images} synthetic 500×375 samples (JPEG + palette PNG)\n")
         print("| recipe | workers | samples/s |")
         print("|---|---:|---:|")

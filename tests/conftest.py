@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import fcnxs
+from fcnxs import precision
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +35,12 @@ def model_file(tmp_path_factory, fcn8s_model) -> str:
     path = tmp_path_factory.mktemp("models") / "fcn8s.safetensors"
     fcnxs.save_model(fcn8s_model, path)
     return str(path)
+
+
+@pytest.fixture
+def cpu_without_half(monkeypatch):
+    """Make this CPU look like an AVX2-only one, whatever it is: fp32 only is native."""
+    monkeypatch.setattr(precision, "native_on_cpu", lambda dtype: dtype == torch.float32)
 
 
 @pytest.fixture

@@ -80,9 +80,9 @@ def test_reuse_gives_the_dense_outputs_call_after_call(fcn8s_model, semantics):
 
 
 @pytest.mark.parametrize("cpu", ["this CPU", "a CPU without native bf16"])
-def test_bf16_reuse_matches_dense_bf16(fcn8s_model, cpu, monkeypatch):
+def test_bf16_reuse_matches_dense_bf16(fcn8s_model, cpu, request):
     if cpu != "this CPU":  # oneDNN refuses bf16 weights there: the plain convolution runs
-        monkeypatch.setattr(precision, "native_on_cpu", lambda dtype: dtype == torch.float32)
+        request.getfixturevalue("cpu_without_half")
     reuse = BorderReuse(fcn8s_model)
     x = torch.randn(1, 3, 48, 48, generator=torch.Generator().manual_seed(3)) * 60
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):

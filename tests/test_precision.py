@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
 from fcnxs import precision
 from fcnxs.cli import main
-
-
-@pytest.fixture
-def cpu_without_half(monkeypatch):
-    """Make this CPU look like an AVX2-only one, whatever it is."""
-    monkeypatch.setattr(precision, "native_on_cpu", lambda dtype: dtype == torch.float32)
 
 
 def test_fp32_and_gpus_never_warn():

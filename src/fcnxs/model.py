@@ -126,7 +126,8 @@ class FCN(nn.Module):
             if before_layer is not None:
                 before_layer(i, layer, x)
             module = getattr(self, layer.name)
-            if isinstance(layer, Conv) and layer.pad == 0 and layer.kernel > 1 and self.training:
+            big_unpadded = isinstance(layer, Conv) and layer.pad == 0 and layer.kernel > 1
+            if big_unpadded and self.training:  # fc6, see _conv_by_matmul
                 x = _conv_by_matmul(module, x) if x.device.type == "cpu" else module(x)
             else:
                 x = module(x)

@@ -20,6 +20,7 @@ from fcnxs.images import write_label_png
 from fcnxs.inference import labels_of
 from fcnxs.inputs import expand_inputs
 from fcnxs.outputs import npy_stream, overlay_image, write_overlay
+from fcnxs.precision import PRECISIONS
 from fcnxs.progress import progress
 from fcnxs.segmenter import Segmenter
 
@@ -59,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="decompression-bomb limit (default: Pillow's, about 89 M pixels)",
     )
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
     p.set_defaults(run=run)
 
 

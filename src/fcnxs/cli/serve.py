@@ -7,6 +7,7 @@ import socket
 
 from fcnxs.cli.common import add_model_arguments, open_segmenter
 from fcnxs.errors import FcnxsError
+from fcnxs.precision import PRECISIONS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--queue", type=int, default=16, help="requests that may wait; then 503")
     p.add_argument("--tile", default="auto", metavar="auto|SIZE|none")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
     p.set_defaults(run=run)
 
 
