@@ -47,11 +47,11 @@ def test_bad_pth_files_fail_with_one_line(tmp_path, vgg16_pth, capsys):
     torch.save([torch.zeros(2)], tmp_path / "list.pth")
     expect(tmp_path / "list.pth", "is not a state dict")
     torch.save({"w": Payload()}, tmp_path / "code.pth")
-    expect(tmp_path / "code.pth", "not a loadable PyTorch state dict")
+    expect(tmp_path / "code.pth", "not a PyTorch state dict: it holds Python objects")
     assert "this must never run" not in capsys.readouterr().out
     data = vgg16_pth[0].read_bytes()
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
-    expect(tmp_path / "cut.pth", "not a loadable PyTorch state dict")
+    expect(tmp_path / "cut.pth", "not a PyTorch state dict")
     bn = {"features.0.weight": torch.zeros(1), "features.1.running_mean": torch.zeros(1)}
     torch.save(bn, tmp_path / "vgg16_bn.pth")
     expect(tmp_path / "vgg16_bn.pth", "batch-normalised VGG")

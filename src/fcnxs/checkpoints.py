@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from fcnxs.atomic import atomic_path
-from fcnxs.errors import file_error
+from fcnxs.atomic import atomic_file, atomic_path, write_text
+from fcnxs.errors import OutputError, file_error
+from fcnxs.formats.torch_file import load_weights_only
 from fcnxs.model import FCN
 from fcnxs.modelfile import load_model, save_model
 
@@ -34,25 +33,36 @@ RUN_SETTINGS = "run.json"
 LATEST = "model.safetensors"
 BEST = "best.safetensors"
 METRICS = "metrics.jsonl"
+TENSORBOARD = "tensorboard"
 
 
 def save_checkpoint(
     run_dir: Path, model: FCN, state: dict[str, Any], step: int, *, best: bool = False
 ) -> None:
-    """Save a complete, consistent set; a kill at any point leaves the previous one usable.
+    """Save a complete, consistent set; a kill or a full disk at any point leaves the
+    previous one usable, and a failed save leaves nothing of itself behind.
 
-    Order: the weights file, the published names, then ``checkpoint.pt`` (the commit
-    point), then the weights files nothing refers to any more. A resumed run redoes what
-    came after its checkpoint, deterministically, so names published before a kill are
-    published again with the same content.
+    Order: the weights file, then ``checkpoint.pt`` under a temporary name, then the
+    published names (links, which take no space), then the rename of ``checkpoint.pt`` (the
+    commit point), then the weights files nothing refers to any more. A resumed run redoes
+    what came after its checkpoint, deterministically, so names published before a kill
+    are published again with the same content.
     """
     weights = f"weights-{step:08d}.safetensors"
     save_model(model, run_dir / weights)
-    publish(run_dir, weights, LATEST)
-    if best:
-        publish(run_dir, weights, BEST)
-    with atomic_path(run_dir / CHECKPOINT) as tmp:
-        torch.save({**state, "weights": weights}, tmp)
+    try:
+        with atomic_file(run_dir / CHECKPOINT) as f:
+            torch.save({**state, "weights": weights}, f)
+            publish(run_dir, weights, LATEST)
+            if best:
+                publish(run_dir, weights, BEST)
+    except BaseException:
+        if (
+            _linked_weights(run_dir / LATEST) != weights
+            and _linked_weights(run_dir / BEST) != weights
+        ):
+            (run_dir / weights).unlink(missing_ok=True)
+        raise
     keep = {weights, _linked_weights(run_dir / BEST)}
     for old in run_dir.glob("weights-*.safetensors"):
         if old.name not in keep:
@@ -84,12 +94,49 @@ def load_checkpoint(run_dir: Path) -> tuple[FCN, dict[str, Any]]:
     path = run_dir / CHECKPOINT
     if not path.is_file():
         raise file_error(path, "no checkpoint to resume from (did the first save happen?)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError) as exc:
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise file_error(path, f"unreadable checkpoint ({reason})") from None
+    state = load_weights_only(path, "a training checkpoint")
     return load_model(run_dir / state["weights"]), state
+
+
+def _is_run_file(name: str) -> bool:
+    return (
+        name in (CHECKPOINT, RUN_SETTINGS, LATEST, BEST, METRICS, TENSORBOARD)
+        or (name.startswith("weights-") and name.endswith(".safetensors"))
+        or (name.startswith(".") and name.endswith(".tmp"))
+    )
+
+
+def check_new_run(run_dir: Path, overwrite: bool = False) -> None:
+    """Refuse to start a run in ``run_dir`` where that would lose something: a folder
+    holding other files, or a run with a checkpoint (unless ``overwrite``). A run that
+    never reached its first save may be started again."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise file_error(run_dir, "is a file, not a run folder")
+    names = sorted(p.name for p in run_dir.iterdir())
+    foreign = [n for n in names if not _is_run_file(n)]
+    if foreign:
+        raise file_error(
+            run_dir, f"is not empty (it holds {foreign[0]}); train into a new or empty folder"
+        )
+    if CHECKPOINT in names and not overwrite:
+        raise file_error(
+            run_dir,
+            f"holds a training run; continue it with --resume {run_dir}, or start it again "
+            "with --overwrite",
+        )
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove the files of an earlier run (after `check_new_run` allowed it)."""
+    if not run_dir.is_dir():
+        return
+    for path in run_dir.iterdir():
+        if path.name == TENSORBOARD and path.is_dir():
+            shutil.rmtree(path)
+        elif _is_run_file(path.name):
+            path.unlink()
 
 
 def remove_partial_files(run_dir: Path) -> None:
@@ -99,8 +146,7 @@ def remove_partial_files(run_dir: Path) -> None:
 
 
 def write_settings(run_dir: Path, settings: dict[str, Any]) -> None:
-    with atomic_path(run_dir / RUN_SETTINGS) as tmp:
-        tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    write_text(run_dir / RUN_SETTINGS, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
 def read_settings(run_dir: Path) -> dict[str, Any]:
@@ -121,15 +167,18 @@ class MetricsLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+                self.tensorboard = SummaryWriter(str(run_dir / TENSORBOARD))
             except ImportError:
                 pass
 
     def write(self, record: dict[str, Any], step: int) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise OutputError.of(self.path, exc) from None
         if self.tensorboard is not None:
             for key, value in record.items():
                 if isinstance(value, float):
@@ -145,5 +194,4 @@ class MetricsLog:
             for ln in self.path.read_text().splitlines()
             if ln.strip() and json.loads(ln).get("global_step", 0) <= step
         ]
-        with atomic_path(self.path) as tmp:
-            tmp.write_text("".join(f"{ln}\n" for ln in kept))
+        write_text(self.path, "".join(f"{ln}\n" for ln in kept))

@@ -1,13 +1,18 @@
-"""The one exception type users see.
+"""The exception types users see.
 
 Every problem caused by the user's input (a bad file, a wrong option) is raised as
 `FcnxsError` with a one-line message that names the file and the problem. The CLI prints
-that line and exits with status 2; anything else is a bug and keeps its traceback.
+that line and exits with its ``exit_status``; anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+"""Write errors that every later write to the same place would repeat."""
 
 
 class FcnxsError(Exception):
@@ -17,9 +22,28 @@ class FcnxsError(Exception):
 
 
 class TrainingFailed(FcnxsError):
-    """A run that cannot go on (a non-finite loss); its last good checkpoint is kept."""
+    """A run that cannot go on (a non-finite loss, a full disk); its last good checkpoint
+    is kept."""
 
     exit_status = 1
+
+
+class OutputError(FcnxsError):
+    """An output that could not be written (nothing of it is left behind)."""
+
+    def __init__(self, message: str, errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+    @classmethod
+    def of(cls, path: str | os.PathLike, exc: OSError) -> OutputError:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return cls(f"{os.fspath(path)}: could not write ({reason})", exc.errno)
+
+    @property
+    def out_of_space(self) -> bool:
+        """A full disk, a quota, a file-size limit or a read-only file system."""
+        return self.errno in NO_SPACE
 
 
 def file_error(path: str | os.PathLike, problem: str) -> FcnxsError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from fcnxs.atomic import atomic_path
+from fcnxs.atomic import write_text
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -71,5 +71,4 @@ def write_demo_report(
 <h2>Recipe</h2><pre>{html.escape(recipe)}</pre>
 </body></html>
 """
-    with atomic_path(path) as tmp:
-        tmp.write_text(page)
+    write_text(path, page)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fcnxs.atomic import atomic_path
+from fcnxs.atomic import save_image
 from fcnxs.errors import FcnxsError, file_error
 from fcnxs.palette import voc_colormap
 
@@ -34,8 +37,9 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
     """Decode an image file as a viewer shows it: EXIF orientation applied, the first frame
     of an animation, any mode brought to "RGB", or "RGBA" when it has transparency.
 
-    Pillow's decompression-bomb guard stays on: more pixels than ``max_pixels`` (Pillow's
-    default limit when None) is an error.
+    The decompression-bomb guard stays on: more pixels than ``max_pixels`` (Pillow's
+    default limit, about 89 M, when None) is an error, and a larger ``max_pixels`` admits
+    larger images than Pillow's own check would.
     """
     path = Path(path)
     if not path.exists():
@@ -55,9 +59,11 @@ def decode_image(
 ) -> Image.Image:
     """`open_image` for a path or an open binary file (an upload); errors name ``name``
     and, for too many pixels, the option that raises the limit."""
-    limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(source) as image:
+        with _pillow_check_off() as pillow_limit:
+            opened = Image.open(source)
+        limit = max_pixels if max_pixels is not None else pillow_limit
+        with opened as image:
             if limit and image.width * image.height > limit:
                 raise TooManyPixels(
                     f"{name}: {image.width}×{image.height} = {image.width * image.height} "
@@ -70,12 +76,29 @@ def decode_image(
             return _normalise_mode(image)
     except UnidentifiedImageError:
         raise file_error(name, "not an image file Pillow can read") from None
-    except Image.DecompressionBombError as exc:
-        raise TooManyPixels(
-            f"{name}: too many pixels ({exc}); raise the limit with {limit_option}"
-        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise file_error(name, f"unreadable or truncated image ({exc})") from None
+
+
+_PILLOW_LIMIT = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_check_off() -> Iterator[int | None]:
+    """Open images with Pillow's own decompression-bomb check off, yielding its limit.
+
+    Pillow warns past ``Image.MAX_IMAGE_PIXELS`` and refuses past twice that, whatever
+    ``max_pixels`` says; the one limit that applies is ours, checked right after opening
+    (which reads only the header). The setting is Pillow's global, so it is switched under
+    a lock and restored at once.
+    """
+    with _PILLOW_LIMIT:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield saved
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _normalise_mode(image: Image.Image) -> Image.Image:
@@ -104,8 +127,6 @@ def composite(image: Image.Image, background: tuple[int, int, int]) -> Image.Ima
 
 def label_image(labels: np.ndarray, colors: list[tuple[int, int, int]] | tuple) -> Image.Image:
     """A palette ("P") image of class indices with the given class colours."""
-    if len(colors) > 256:
-        raise FcnxsError(f"a palette PNG holds at most 256 classes, the model has {len(colors)}")
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
     # Entries past the classes follow the VOC map, so void (255) shows as VOC's (224, 224, 192).
     full = list(colors) + voc_colormap(256)[len(colors) :]
@@ -117,6 +138,4 @@ def write_label_png(
     labels: np.ndarray, colors: list[tuple[int, int, int]] | tuple, path: str | os.PathLike
 ) -> None:
     """Write ``labels`` as a palette PNG, atomically."""
-    image = label_image(labels, colors)
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+    save_image(label_image(labels, colors), path, "PNG")

@@ -8,6 +8,7 @@ loading it never unpickles anything.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ from safetensors.torch import save_file
 
 from fcnxs.atomic import atomic_path
 from fcnxs.config import ModelConfig
-from fcnxs.errors import file_error
+from fcnxs.errors import OutputError, file_error
 from fcnxs.model import FCN, empty_model
 
 FORMAT = "fcnxs-model"
@@ -32,13 +33,26 @@ def save_model(model: FCN, path: str | os.PathLike) -> Path:
         "config": model.config.to_json(),
     }
     with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata=metadata)
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+        except SafetensorError as exc:  # its I/O errors come as text: "... (os error 28)"
+            reason = str(exc).rsplit("I/O error: ", 1)[-1]
+            message = f"{os.fspath(path)}: could not write ({reason})"
+            raise OutputError(message, _errno(reason)) from None
     return Path(path)
 
 
+def _errno(reason: str) -> int | None:
+    match = re.search(r"os error (\d+)", reason)
+    return int(match.group(1)) if match else None
+
+
 def read_model_config(path: str | os.PathLike) -> ModelConfig:
-    """The configuration stored in a native model file, without reading the weights."""
-    return _open(path)[1]
+    """The configuration stored in a native model file, checked against the names and
+    shapes of the tensors it holds (the file's header), without reading the weights."""
+    handle, config = _open(path)
+    _check_tensors(path, handle, config)
+    return config
 
 
 def _open(path: str | os.PathLike):
@@ -68,11 +82,10 @@ def _open(path: str | os.PathLike):
     return handle, config
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> FCN:
-    """Load a native model file; every inconsistency is an `FcnxsError` naming the file."""
-    handle, config = _open(path)
-    model = empty_model(config)
-    expected = model.state_dict()
+def _check_tensors(path, handle, config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The model's expected state (empty tensors); the file's tensor names and shapes must
+    match it exactly."""
+    expected = empty_model(config, device="meta").state_dict()
     stored = set(handle.keys())
     missing = sorted(set(expected) - stored)
     unexpected = sorted(stored - set(expected))
@@ -85,16 +98,26 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> F
         raise file_error(
             path, f"does not match its {config.arch} configuration: {'; '.join(parts)}"
         )
-    state = {}
     for name, target in expected.items():
+        shape = list(handle.get_slice(name).get_shape())
+        if shape != list(target.shape):
+            raise file_error(
+                path, f"tensor {name} has shape {shape}, expected {list(target.shape)}"
+            )
+    return expected
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> FCN:
+    """Load a native model file; every inconsistency is an `FcnxsError` naming the file."""
+    handle, config = _open(path)
+    expected = _check_tensors(path, handle, config)
+    state = {}
+    for name in expected:
         try:
             tensor = handle.get_tensor(name)
         except (SafetensorError, OSError, RuntimeError) as exc:
             raise file_error(path, f"cannot read tensor {name} ({exc})") from None
-        if tuple(tensor.shape) != tuple(target.shape):
-            raise file_error(
-                path, f"tensor {name} has shape {list(tensor.shape)}, expected {list(target.shape)}"
-            )
         state[name] = tensor.float()
+    model = empty_model(config)
     model.load_state_dict(state)
     return model.to(device).eval()

@@ -2,19 +2,23 @@
 
 Every file is written under a temporary name and renamed when complete; the .npy score
 files are filled band by band through a memory map, so a 6000×4000 image never holds its
-2 GB of scores in memory.
+2 GB of scores in memory. Their disk space is reserved before the first band: writing into
+a memory map on a full disk would kill the process (SIGBUS), not raise an error.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from fcnxs.atomic import atomic_path
+from fcnxs.atomic import atomic_path, save_image
 from fcnxs.palette import VOID_LABEL
 
 
@@ -44,15 +48,37 @@ def overlay_image(
 
 
 def write_overlay(image: Image.Image, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="JPEG", quality=90)
+    save_image(image, path, "JPEG", quality=90)
 
 
 @contextlib.contextmanager
 def npy_stream(path: Path, shape: tuple[int, ...], dtype) -> Iterator[np.ndarray]:
     """A memory-mapped .npy array to fill in pieces; renamed into place when the block ends."""
     with atomic_path(path) as tmp:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        header = io.BytesIO()
+        descr = np.lib.format.dtype_to_descr(np.dtype(dtype))
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": descr, "fortran_order": False, "shape": shape}
+        )
+        offset = len(header.getvalue())
+        size = offset + math.prod(shape) * np.dtype(dtype).itemsize
+        with open(tmp, "r+b") as f:
+            f.write(header.getvalue())
+            _reserve(f, size)
+        array = np.memmap(tmp, dtype=dtype, mode="r+", offset=offset, shape=shape)
         yield array
         array.flush()
         del array
+
+
+def _reserve(f, size: int) -> None:
+    """Allocate ``size`` bytes of disk for ``f`` now, so that a full disk is an OSError."""
+    f.flush()
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(f.fileno(), 0, size)
+        return
+    chunk = bytes(1 << 20)
+    f.seek(0, os.SEEK_END)
+    while f.tell() < size:
+        f.write(chunk[: size - f.tell()])
+    f.flush()

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from fcnxs.atomic import atomic_path
+from fcnxs.atomic import save_figure, write_text
 from fcnxs.metrics import compute_scores
 
 
@@ -97,15 +97,20 @@ def save_confusion_png(
     ax.set_title(title or "confusion matrix (rows normalised)")
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
+
+
+def confusion_path(json_path: Path) -> Path:
+    """Where the confusion-matrix picture of a JSON report goes: beside it."""
+    return json_path.with_name(f"{json_path.stem}_confusion.png")
 
 
 def write_report(report: dict, class_names: tuple[str, ...], json_path: Path) -> Path:
     """Write the JSON report and, beside it, ``<stem>_confusion.png``; returns the PNG's path."""
-    with atomic_path(json_path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-    png = json_path.with_name(f"{json_path.stem}_confusion.png")
+    write_text(json_path, json.dumps(report, indent=2) + "\n")
+    png = confusion_path(json_path)
     save_confusion_png(np.array(report["confusion_matrix"]), class_names, png)
     return png

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fcnxs.atomic import atomic_path
+from fcnxs.atomic import write_text
 from fcnxs.errors import file_error
-from fcnxs.palette import VOC_CLASSES, voc_colormap
+from fcnxs.palette import MAX_CLASSES, VOC_CLASSES, voc_colormap
 
 CLASSES_FILE = "classes.txt"
 
@@ -30,16 +30,18 @@ VOC = ClassList(VOC_CLASSES, tuple(voc_colormap(len(VOC_CLASSES))))
 
 def read_classes_file(path: str | Path) -> ClassList:
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() or path.is_dir():
         raise file_error(path, "no such classes file")
     names, colors = [], []
-    defaults = voc_colormap(256)
+    defaults = voc_colormap(MAX_CLASSES)
     lines = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
     for number, line in enumerate((ln for ln in lines if ln), start=1):
         parts = line.split()
+        if len(names) == MAX_CLASSES:
+            raise file_error(
+                path, f"more than {MAX_CLASSES} classes (label maps are 8-bit, 255 is void)"
+            )
         if len(parts) == 1:
-            if len(names) >= 256:
-                raise file_error(path, "more than 256 classes need explicit colours")
             color = defaults[len(names)]
         elif len(parts) == 4 and all(p.isdigit() and int(p) <= 255 for p in parts[1:]):
             color = tuple(int(p) for p in parts[1:])
@@ -55,10 +57,7 @@ def read_classes_file(path: str | Path) -> ClassList:
 
 
 def write_classes_file(classes: ClassList, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(
-            "".join(
-                f"{n} {r} {g} {b}\n"
-                for n, (r, g, b) in zip(classes.names, classes.colors, strict=True)
-            )
-        )
+    lines = (
+        f"{n} {r} {g} {b}\n" for n, (r, g, b) in zip(classes.names, classes.colors, strict=True)
+    )
+    write_text(path, "".join(lines))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fcnxs.atomic import atomic_path
+from fcnxs.atomic import save_image, write_text
 from fcnxs.data.classes import CLASSES_FILE, ClassList, write_classes_file
 from fcnxs.images import write_label_png
 from fcnxs.palette import VOID_LABEL, voc_colormap
@@ -105,15 +105,17 @@ def write_synthetic_voc(
     ids = [f"synth_{i:05d}" for i in range(num_images)]
     for sample_id in ids:
         image, label = render(rng, height, width)
-        with atomic_path(root / "JPEGImages" / f"{sample_id}.jpg") as tmp:
-            Image.fromarray(image).save(tmp, format="JPEG", quality=92)
+        save_image(
+            Image.fromarray(image), root / "JPEGImages" / f"{sample_id}.jpg", "JPEG", quality=92
+        )
         write_label_png(
             label, SYNTH_CLASSES.colors, root / "SegmentationClass" / f"{sample_id}.png"
         )
     num_val = round(num_images * val_fraction)
     splits = {"train": ids[num_val:], "val": ids[:num_val], "trainval": ids}
     for split, members in splits.items():
-        with atomic_path(root / "ImageSets" / "Segmentation" / f"{split}.txt") as tmp:
-            tmp.write_text("".join(f"{m}\n" for m in members))
+        write_text(
+            root / "ImageSets" / "Segmentation" / f"{split}.txt", "".join(f"{m}\n" for m in members)
+        )
     write_classes_file(SYNTH_CLASSES, root / CLASSES_FILE)
     return root

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
 
 from fcnxs.errors import file_error
+from fcnxs.formats.torch_file import load_weights_only
 
 VGG16_CONVS = (
     "conv1_1",
@@ -30,16 +29,7 @@ CLASSIFIER = {"0": "fc6", "3": "fc7", "6": "fc8"}
 
 def read_torch_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A ``torch.save``d dict of tensors, through the ``weights_only`` unpickler."""
-    path = Path(path)
-    if not path.exists():
-        raise file_error(path, "no such file")
-    if path.stat().st_size == 0:
-        raise file_error(path, "empty file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise file_error(path, f"not a loadable PyTorch state dict ({reason[:200]})") from None
+    state = load_weights_only(path, "a PyTorch state dict")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(
