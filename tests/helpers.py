@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -15,6 +17,19 @@ import fcnxs
 
 def random_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims any size but holds almost no pixel data: readers learn its size
+    cheaply, and decoding it fails."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
 
 
 def meta_model(arch: str, **config_fields) -> fcnxs.FCN:

@@ -3,6 +3,7 @@ import pytest
 import scipy.io
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from fcnxs.cli import main
 from fcnxs.config import MXNET_PREPROCESSING
@@ -18,7 +19,7 @@ from fcnxs.data.dataset import (
 )
 from fcnxs.data.layouts import open_dataset
 from fcnxs.data.synth import write_synthetic_voc
-from fcnxs.data.transforms import Augmentation, crop_or_pad, cut_off
+from fcnxs.data.transforms import Augmentation, CutOff, crop_or_pad
 from fcnxs.errors import FcnxsError
 from fcnxs.images import write_label_png
 
@@ -153,7 +154,7 @@ def test_cut_off_size_follows_the_original_rule(shape):
     label = np.arange(shape[0] * shape[1], dtype=np.int64).reshape(shape)
     image = np.stack([label] * 3, -1)
     for seed in range(20):
-        got_image, got = cut_off(size)(image, label, np.random.default_rng(seed))
+        got_image, got = CutOff(size)(image, label, np.random.default_rng(seed))
         want = _original_cut_off(image, label, size, np.random.default_rng(seed))
         assert np.array_equal(got, want) and np.array_equal(got_image[..., 0], got)
         short = min(shape)
@@ -185,13 +186,30 @@ def synth_root(tmp_path_factory):
     return write_synthetic_voc(tmp_path_factory.mktemp("synth") / "voc", 12, height=48, width=64)
 
 
-def _epoch_batches(root, workers, epoch, seed=7):
+def _epoch_batches(root, workers, epoch, seed=7, start_method=None):
     dataset = open_dataset(root=root, split="trainval")
-    augmentation = Augmentation(scale=(0.5, 1.5), flip=True, crop_size=40)
+    augmentation = Augmentation(cut_off_size=56, scale=(0.5, 1.5), flip=True, crop_size=40)
     data = SegmentationData(dataset, MXNET_PREPROCESSING, augmentation, seed=seed)
     loader = make_loader(data, batch_size=3, workers=workers)
+    if start_method is not None:  # workers started as on macOS, Windows, Python 3.14
+        loader = DataLoader(
+            data,
+            batch_size=3,
+            sampler=loader.sampler,
+            num_workers=workers,
+            collate_fn=pad_collate,
+            multiprocessing_context=start_method,
+        )
     start_epoch(loader, epoch)
     return [(x.clone(), y.clone()) for x, y, _ in batches(loader)]
+
+
+@pytest.mark.slow
+def test_augmentations_reach_spawned_workers(synth_root):
+    serial = _epoch_batches(synth_root, workers=0, epoch=1)
+    spawned = _epoch_batches(synth_root, workers=2, epoch=1, start_method="spawn")
+    for (x0, y0), (x1, y1) in zip(serial, spawned, strict=True):
+        assert torch.equal(x0, x1) and torch.equal(y0, y1)
 
 
 def test_order_and_augmentation_are_reproducible_with_workers(synth_root):

@@ -1,9 +1,21 @@
 import numpy as np
 import onnxruntime
+import pytest
 
 import fcnxs
 from fcnxs.cli import main
 from fcnxs.export import read_onnx_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_export_says_when_its_check_would_prove_nothing(tmp_path, capsys):
+    fresh = tmp_path / "fresh.safetensors"
+    assert main(["create", "--arch", "fcn32s", "--num-classes", "2", "-o", str(fresh)]) == 0
+    assert main(["export", str(fresh), "-o", str(tmp_path / "fresh.onnx")]) == 0
+    printed = capsys.readouterr().out
+    assert "not compared: the model's scores are all zero" in printed
+    assert "max |difference|" not in printed
 
 
 def test_export_matches_pytorch_on_several_sizes(tmp_path, model_file, fcn8s_model, capsys):

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors import safe_open
 from writers import mx_arrays_from_state, write_mx_params, write_mx_symbol
 
@@ -39,6 +40,7 @@ def checkpoint(tmp_path_factory, fcn8s_model):
     return folder / "FCN8s_VGG16"
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_exactly_by_every_name(checkpoint, fcn8s_model, rng):
     image = random_image(rng, 53, 71)
     expected = fcnxs.segment(fcn8s_model, image, return_scores=True)[1]
@@ -69,6 +71,7 @@ def test_symbol_semantics_2015_style(tmp_path):
     assert info.crop_offsets == {"score_pool4c": 5, "score_pool3c": 9, "upscore": 31}
 
 
+@pytest.mark.slow
 def test_2015_checkpoint_keeps_its_stored_offsets_and_no_output_padding(tmp_path, rng):
     model16 = fcnxs.build_model("fcn16s", num_classes=3, seed=4)
     with torch.no_grad():
@@ -95,6 +98,7 @@ def test_2015_checkpoint_keeps_its_stored_offsets_and_no_output_padding(tmp_path
     assert not np.allclose(scores, shifted, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_cli_segment_and_convert_an_mxnet_checkpoint(tmp_path, checkpoint, fcn8s_model, capsys):
     from PIL import Image
 
@@ -129,7 +133,8 @@ def test_bad_mxnet_files_fail_with_one_line(tmp_path, checkpoint, capsys):
     params = f"{checkpoint}-0019.params"
     with open(params, "rb") as f:
         data = f.read()
-    seg = ["segment", "x.jpg", "-o", str(tmp_path / "out"), "--model"]
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.jpg")
+    seg = ["segment", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "out"), "--model"]
 
     truncated = tmp_path / "cut-0001.params"
     truncated.write_bytes(data[: len(data) // 2])
@@ -153,6 +158,7 @@ def test_bad_mxnet_files_fail_with_one_line(tmp_path, checkpoint, capsys):
     assert "no such file" in _error(capsys, [*seg, str(checkpoint), "--epoch", "3"])
 
 
+@pytest.mark.slow
 def test_wrong_shapes_and_vgg16_as_a_model(tmp_path, fcn8s_model, capsys):
     arrays = mx_arrays_from_state(fcn8s_model.state_dict())
     arrays["arg:score2_weight"] = np.zeros((5, 5, 3, 3), np.float32)
@@ -171,6 +177,7 @@ def test_wrong_shapes_and_vgg16_as_a_model(tmp_path, fcn8s_model, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_vgg16_checkpoints_start_an_fcn32s(tmp_path, fcn8s_model):
     state = fcn8s_model.state_dict()
     trunk = {k: v for k, v in state.items() if k.startswith(("conv", "fc"))}

@@ -1,5 +1,7 @@
 """fcnxs segment on every kind of input a user has, large images in tiles, and the API."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,9 @@ from PIL import Image
 
 import fcnxs
 from fcnxs.cli import main
+from fcnxs.images import open_image
 from fcnxs.segmenter import Segmenter, mean_color
+from helpers import png_header
 
 
 def _rgb(rng, h, w):
@@ -48,6 +52,7 @@ def kinds(tmp_path, rng):
     return folder, files
 
 
+@pytest.mark.slow
 def test_every_input_kind_gives_a_mask_of_its_size(kinds, model_file, tmp_path):
     folder, files = kinds
     out = tmp_path / "out"
@@ -117,6 +122,7 @@ def test_transparent_pixels_are_the_models_mean_colour(fcn8s_model, rng):
     assert np.array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_folders_globs_and_layout(tmp_path, model_file, rng):
     tree = tmp_path / "photos"
     (tree / "2024" / "june").mkdir(parents=True)
@@ -153,6 +159,7 @@ def test_overlay_logits_and_probabilities(tmp_path, model_file, rng):
     assert np.array_equal(np.asarray(Image.open(out / "x.png")), logits.argmax(0))
 
 
+@pytest.mark.slow
 def test_tiles_agree_with_the_whole_image(fcn8s_model, rng):
     with torch.no_grad():  # a model whose argmax varies across the image
         fcn8s_model_state = {k: v.clone() for k, v in fcn8s_model.state_dict().items()}
@@ -178,6 +185,29 @@ def test_decompression_bomb_guard_stays_on_with_an_option_to_raise_it(tmp_path, 
     assert "60000 pixels exceeds the decompression-bomb limit of 10000" in err
     assert "--max-pixels" in err
     assert main([*argv, "--max-pixels", "100000"]) == 0
+
+
+def test_max_pixels_admits_images_beyond_pillows_own_limit(tmp_path):
+    """Pillow refuses past 2 × its limit (179 M pixels) and warns past it, whatever our
+    option says; only our limit counts, and it names the option."""
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_header(20_000, 10_000))  # 200 M pixels, no pixel data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(fcnxs.FcnxsError, match="exceeds the decompression-bomb limit of"):
+            open_image(huge)
+        with pytest.raises(fcnxs.FcnxsError, match="unreadable or truncated image"):
+            open_image(huge, max_pixels=300_000_000)  # past the size check, to the decoder
+        middle = tmp_path / "middle.png"
+        middle.write_bytes(png_header(10_000, 10_000))  # 100 M: Pillow would only warn
+        with pytest.raises(fcnxs.FcnxsError, match="--max-pixels"):
+            open_image(middle)
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's own setting is left as it was
+
+
+def test_tiled_images_show_their_progress(fcn8s_model, rng, capsys):
+    Segmenter(fcn8s_model, device="cpu", tile=64).scores(_rgb(rng, 150, 140))
+    assert "140×150 in 2×2 tiles: 2/2" in capsys.readouterr().err
 
 
 def test_python_api_takes_arrays_images_and_paths(tmp_path, fcn8s_model, rng):

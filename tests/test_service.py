@@ -18,7 +18,7 @@ import fcnxs
 from fcnxs.cli import main
 from fcnxs.segmenter import Segmenter
 from fcnxs.service import Limits, create_app
-from helpers import serving
+from helpers import png_header, serving
 
 
 def _png_bytes(rgb: np.ndarray) -> bytes:
@@ -89,6 +89,9 @@ def test_json_gives_class_shares_and_the_overlay(server, segmenter, rng):
 
 
 def test_healthz_and_the_page(server, segmenter):
+    assert httpx.head(f"{server}/healthz").status_code == 200
+    assert httpx.get(f"{server}/docs").status_code == 404  # Swagger UI needs a CDN
+    assert httpx.get(f"{server}/openapi.json").json()["info"]["title"] == "fcnxs"
     health = httpx.get(f"{server}/healthz").json()
     assert health["status"] == "ok"
     assert health["classes"] == list(segmenter.model.config.class_names)
@@ -102,7 +105,8 @@ def test_healthz_and_the_page(server, segmenter):
     [
         ("not an image", 400, "not an image file"),
         ("truncated", 400, "truncated"),
-        ("empty", 400, "not an image file"),
+        ("empty", 400, "photo.png: empty upload"),
+        ("ten billion pixels", 413, "limit of 250000 (raise it with the server's --max-pixels)"),
         ("too many pixels", 413, "decompression-bomb limit"),
         ("too many bytes", 413, "exceeds the limit of 300000 bytes"),
         ("no image field", 400, "image"),
@@ -117,6 +121,8 @@ def test_bad_requests_get_a_json_error(server, rng, case, status, words):
         response = _post(server, good[: len(good) // 2])
     elif case == "empty":
         response = _post(server, b"")
+    elif case == "ten billion pixels":
+        response = _post(server, png_header(100_000, 100_000))
     elif case == "too many pixels":
         big = np.zeros((600, 500, 3), np.uint8)  # 300 000 pixels, compresses to a few KB
         response = _post(server, _png_bytes(big))
@@ -148,6 +154,7 @@ def test_a_streamed_body_over_the_limit_is_cut_off_with_413(server):
     assert "exceeds the limit" in response.json()["error"]
 
 
+@pytest.mark.slow
 def test_twenty_concurrent_requests_are_all_answered_with_their_own_mask(segmenter, rng):
     images = [rng.integers(0, 256, (32 + 4 * i, 48, 3), dtype=np.uint8) for i in range(4)]
     expected = [fcnxs.segment(segmenter.model, rgb) for rgb in images]

@@ -15,6 +15,8 @@ import fcnxs
 from fcnxs.cli import main
 from fcnxs.data.synth import write_synthetic_voc
 
+pytestmark = pytest.mark.slow
+
 FCNXS = [sys.executable, "-m", "fcnxs"]
 TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
 
@@ -147,6 +149,24 @@ def test_pipeline_runs_the_three_stages_each_from_the_previous_best(tmp_path, ca
     assert fcnxs.load_model(out / "fcn8s" / "best.safetensors").config.arch == "fcn8s"
     assert main(argv) == 0  # finished stages are not trained again
     assert "fcn32s: resuming" in capsys.readouterr().out
+    # A changed recipe is refused, not silently ignored; more epochs extend the last stage.
+    assert main([*argv[:-4], "--lr", "1e-3", "--workers", "0"]) == 2
+    assert "started with lr 0.0001, not 0.001" in capsys.readouterr().err
+    assert main([*argv[:-5], "1", "1", "2", "--lr", "1e-4", "--workers", "0"]) == 0
+    assert json.loads((out / "fcn8s" / "run.json").read_text())["epochs"] == 2
+    assert [e["epoch"] for e in _records(out / "fcn8s", "epoch")] == [0, 1]
+
+
+def test_overwrite_starts_a_finished_run_again(four, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = _train_argv(four, run, ["--epochs", "1"])
+    assert main(argv) == 0
+    first = (run / "metrics.jsonl").read_text()
+    assert main(argv) == 2
+    assert "holds a training run" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+    assert (run / "metrics.jsonl").read_text() == first  # the same run again, not appended
+    assert len(list(run.glob("weights-*.safetensors"))) == 1
 
 
 def test_train_usage_errors(tmp_path, capsys):

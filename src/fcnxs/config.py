@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from fcnxs.palette import default_class_names, voc_colormap
+from fcnxs.palette import MAX_CLASSES, default_class_names, voc_colormap
 
 ARCHS: tuple[str, ...] = ("fcn32s", "fcn16s", "fcn8s")
 CROPS: dict[str, tuple[str, ...]] = {
@@ -83,7 +83,7 @@ class ModelConfig:
         if not self.class_names:
             object.__setattr__(self, "class_names", tuple(default_class_names(self.num_classes)))
         if not self.colors:
-            colors = voc_colormap(max(self.num_classes, 256))[: self.num_classes]
+            colors = voc_colormap(self.num_classes)
             object.__setattr__(self, "colors", tuple(colors))
         object.__setattr__(self, "class_names", tuple(self.class_names))
         object.__setattr__(self, "colors", tuple(tuple(c) for c in self.colors))
@@ -121,8 +121,11 @@ def validate(config: ModelConfig) -> None:
     if config.arch not in ARCHS:
         raise ValueError(f"unknown architecture {config.arch!r} (expected one of {ARCHS})")
     n = config.num_classes
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {n!r}")
+    if not isinstance(n, int) or not 1 <= n <= MAX_CLASSES:
+        raise ValueError(
+            f"num_classes must be an integer from 1 to {MAX_CLASSES} (label maps are 8-bit, "
+            f"255 is void), got {n!r}"
+        )
     if len(config.class_names) != n:
         raise ValueError(f"{len(config.class_names)} class names for {n} classes")
     if len(config.colors) != n or any(

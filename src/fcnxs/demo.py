@@ -20,10 +20,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
+from fcnxs.atomic import save_figure, save_image, write_text
 from fcnxs.checkpoints import BEST, METRICS
 from fcnxs.data.dataset import load_pair
 from fcnxs.data.layouts import open_dataset
 from fcnxs.data.synth import write_synthetic_voc
+from fcnxs.errors import file_error
 from fcnxs.evaluation import evaluate_model
 from fcnxs.html_report import write_demo_report
 from fcnxs.images import label_image
@@ -87,15 +91,41 @@ def _curves(runs: Path, path: Path) -> None:
     loss_ax.legend()
     iou_ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=100)
+    finally:
+        plt.close(fig)
+
+
+DEMO_FILES = ("data", "runs", "images", "curves.png", "index.html", "summary.json")
+"""Everything a demo writes in its folder: a folder holding anything else is not a demo's."""
+
+
+def check_demo_folder(out: Path) -> None:
+    """``out`` must be new, empty, or an earlier demo's (whose files are then replaced)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise file_error(out, "is a file, not a folder")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_FILES)
+    if foreign:
+        raise file_error(
+            out,
+            f"holds {foreign[0]}, which is not a demo's; the demo writes into a new or empty "
+            "folder, or replaces an earlier demo",
+        )
 
 
 def run_demo(out: Path, recipe: DemoRecipe = DemoRecipe()) -> dict:
     """Run the demo into ``out`` (replacing an earlier demo there); returns its summary."""
+    check_demo_folder(out)
     start = time.monotonic()
-    for stale in ("data", "runs", "images"):
-        shutil.rmtree(out / stale, ignore_errors=True)
+    for stale in DEMO_FILES:
+        path = out / stale
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
     total = recipe.train_images + recipe.heldout_images
     data = write_synthetic_voc(
         out / "data",
@@ -141,11 +171,9 @@ def run_demo(out: Path, recipe: DemoRecipe = DemoRecipe()) -> dict:
         prediction = labels_of(segmenter.scores(rgb))
         names = {k: f"images/{sample.id}_{k}.png" for k in ("input", "truth", "prediction")}
         names["overlay"] = f"images/{sample.id}_overlay.jpg"
-        from PIL import Image
-
-        Image.fromarray(rgb).save(out / names["input"])
-        label_image(truth, heldout.classes.colors).save(out / names["truth"])
-        label_image(prediction, config.colors).save(out / names["prediction"])
+        save_image(Image.fromarray(rgb), out / names["input"], "PNG")
+        save_image(label_image(truth, heldout.classes.colors), out / names["truth"], "PNG")
+        save_image(label_image(prediction, config.colors), out / names["prediction"], "PNG")
         write_overlay(
             overlay_image(rgb, prediction, config.colors, config.class_names),
             out / names["overlay"],
@@ -168,5 +196,5 @@ def run_demo(out: Path, recipe: DemoRecipe = DemoRecipe()) -> dict:
         "seconds": elapsed,
         "recipe": dataclasses.asdict(recipe),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

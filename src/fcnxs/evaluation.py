@@ -76,12 +76,18 @@ def evaluate_model(
                 write_label_png(
                     pred[0].to(torch.uint8).numpy(),
                     dataset.classes.colors,
-                    save_predictions / f"{sample.image.stem}.png",
+                    prediction_path(save_predictions, sample),
                 )
     return _reduce(matrix, count, context)
 
 
-def _prediction_file(folder: Path, sample: Sample) -> Path:
+def prediction_path(folder: Path, sample: Sample) -> Path:
+    """Where ``evaluate_model`` saves a sample's predicted labels."""
+    return folder / f"{sample.image.stem}.png"
+
+
+def prediction_file(folder: Path, sample: Sample) -> Path:
+    """A sample's label map in a folder of predictions written by any tool."""
     for suffix in (".png", *MASK_SUFFIXES):
         candidate = folder / f"{sample.image.stem}{suffix}"
         if candidate.is_file():
@@ -99,7 +105,7 @@ def evaluate_predictions(
     matrix = ConfusionMatrix(len(dataset.classes))
     indices = list(range(len(dataset)))[context.rank :: context.world]
     for index in progress(indices, len(indices), "evaluate", unit="img"):
-        path = _prediction_file(folder, dataset.samples[index])
+        path = prediction_file(folder, dataset.samples[index])
         _, truth = load_pair(dataset, index)
         pred = read_label(path, dataset.classes)
         if pred.shape != truth.shape:

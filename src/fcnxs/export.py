@@ -17,6 +17,9 @@ from fcnxs.geometry import padded_length
 from fcnxs.model import FCN
 
 OPSET = 17
+OPSETS = (10, 20)
+"""The opsets the export takes: 10 is the first whose Slice takes the crops' dynamic
+bounds, 20 the last of PyTorch's TorchScript exporter."""
 PROTOBUF_LIMIT = 2_000_000_000
 
 
@@ -36,6 +39,11 @@ def min_side(model: FCN) -> int:
         for n in range(1, 512)
         if all(padded_length(model.config, m) == m for m in range(n, n + 64))
     )
+
+
+def external_data_path(path: str | os.PathLike) -> Path:
+    """Where the weights of a model over protobuf's 2 GB limit go, beside the graph."""
+    return Path(path).with_name(Path(path).name + ".data")
 
 
 def export_onnx(model: FCN, path: str | os.PathLike, opset: int = OPSET) -> Path:
@@ -72,18 +80,20 @@ def export_onnx(model: FCN, path: str | os.PathLike, opset: int = OPSET) -> Path
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         if big:
-            onnx.save(proto, str(tmp), save_as_external_data=True, location=path.name + ".data")
+            location = external_data_path(path).name
+            onnx.save(proto, str(tmp), save_as_external_data=True, location=location)
         else:
             onnx.save(proto, str(tmp))
     return path
 
 
-def check_onnx(model: FCN, path: str | os.PathLike, sizes: list[tuple[int, int]]) -> float:
-    """The largest |ONNX − PyTorch| over ``sizes``, relative to the largest |logit|."""
+def check_onnx(model: FCN, path: str | os.PathLike, sizes: list[tuple[int, int]]) -> float | None:
+    """The largest |ONNX − PyTorch| over ``sizes``, relative to the largest |logit|; None
+    when every logit is zero (a fresh model's): then agreement would prove nothing."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    worst = 0.0
+    worst, largest = 0.0, 0.0
     rng = np.random.default_rng(0)
     for h, w in sizes:
         x = rng.normal(0, 50, (1, 3, h, w)).astype(np.float32)
@@ -92,9 +102,10 @@ def check_onnx(model: FCN, path: str | os.PathLike, sizes: list[tuple[int, int]]
             reference = model.eval()(torch.from_numpy(x)).numpy()
         if ours.shape != reference.shape:
             raise FcnxsError(f"{path}: ONNX output {ours.shape} for input {h}×{w}")
-        scale = max(float(np.abs(reference).max()), 1e-12)
-        worst = max(worst, float(np.abs(ours - reference).max()) / scale)
-    return worst
+        scale = float(np.abs(reference).max())
+        largest = max(largest, scale)
+        worst = max(worst, float(np.abs(ours - reference).max()) / max(scale, 1e-12))
+    return worst if largest > 0 else None
 
 
 def read_onnx_config(path: str | os.PathLike) -> dict:

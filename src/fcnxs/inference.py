@@ -29,9 +29,8 @@ def evaluating(model: FCN) -> Iterator[FCN]:
 
 
 def labels_of(scores: torch.Tensor) -> np.ndarray:
-    """Argmax over classes: uint8 for up to 256 classes, else int32."""
-    dtype = torch.uint8 if scores.shape[0] <= 256 else torch.int32
-    return scores.argmax(0).to(dtype).numpy()
+    """Argmax over classes, as uint8 (a model has at most 255 classes)."""
+    return scores.argmax(0).to(torch.uint8).numpy()
 
 
 def segment(

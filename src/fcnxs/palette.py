@@ -10,6 +10,8 @@ VOC_CLASSES: tuple[str, ...] = (
 
 VOID_LABEL = 255
 """Label of object boundaries and unlabelled pixels: ignored by the loss and the metrics."""
+MAX_CLASSES = VOID_LABEL
+"""Label maps are 8-bit (palette PNGs) with 255 void, so classes are 0..254."""
 
 
 def voc_colormap(n: int = 256) -> list[tuple[int, int, int]]:

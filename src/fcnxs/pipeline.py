@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from fcnxs.checkpoints import BEST, CHECKPOINT
+from fcnxs.data.layouts import open_dataset
 from fcnxs.distributed import Context
 from fcnxs.training import DEFAULT_LR, TrainResult, TrainSettings, train
 
@@ -24,6 +25,9 @@ def run_pipeline(
 ) -> dict[str, TrainResult]:
     """Train the three stages; a finished stage is skipped, an interrupted one resumed."""
     context = context or Context()
+    open_dataset(**base.train_data)  # a wrong dataset fails now, not after "starting"
+    if base.val_data:
+        open_dataset(**base.val_data)
     results = {}
     init = vgg16
     for arch, stage_epochs, lr in zip(STAGES, epochs, lrs, strict=True):

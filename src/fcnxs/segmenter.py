@@ -26,6 +26,7 @@ from fcnxs.inference import evaluating
 from fcnxs.model import FCN
 from fcnxs.precision import PRECISIONS
 from fcnxs.preprocessing import as_rgb_array, to_input
+from fcnxs.progress import progress
 
 BYTES_PER_PADDED_PIXEL = 800
 """Measured peak of an FCN-8s forward pass per pixel of the (pad-100) input, fp32."""
@@ -145,11 +146,15 @@ class Segmenter:
             yield 0, height, self._forward(rgb)
             return
         rows, cols = _cores(height, tile), _cores(width, tile)
+        # A 10000×10000 image takes a minute: say how far it is, a band of tiles at a time.
+        shown = progress(
+            rows, len(rows), f"{width}×{height} in {len(rows)}×{len(cols)} tiles", unit="band"
+        )
         classes = self.model.config.num_classes
         top = 0  # first image row held in the buffers
         scores = torch.zeros(classes, 0, width)
         weights = torch.zeros(0, width)
-        for r, row in enumerate(rows):
+        for r, row in enumerate(shown):
             y0, y1 = max(0, row[0] - CONTEXT), min(height, row[1] + CONTEXT)
             fy0, fy1 = max(0, row[0] - BLEND), min(height, row[1] + BLEND)
             if fy1 - top > scores.shape[1]:

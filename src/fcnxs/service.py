@@ -8,7 +8,8 @@ files, never anywhere else on disk.
 
 Endpoints: ``POST /v1/segment`` (multipart field ``image``; ``format=png`` a palette PNG of
 class indices, ``json`` the classes found with their pixel shares, ``overlay=true`` adds
-the overlay as a data URL), ``GET /healthz`` and ``GET /``, the page.
+the overlay as a data URL), ``GET``/``HEAD /healthz``, ``GET /``, the page, and
+``GET /openapi.json``, the schema.
 """
 
 from __future__ import annotations
@@ -140,7 +141,9 @@ def create_app(segmenter: Segmenter, limits: Limits | None = None) -> FastAPI:
     gate = Gate(limits.workers, limits.queue)
     page = resources.files("fcnxs").joinpath("service_page.html").read_text(encoding="utf-8")
 
-    app = FastAPI(title="fcnxs", version="1", docs_url="/docs", redoc_url=None)
+    # No /docs: Swagger UI loads its scripts from a CDN and is blank offline; the schema
+    # is served as /openapi.json.
+    app = FastAPI(title="fcnxs", version="1", docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=limits.max_upload_bytes)
 
     @app.exception_handler(HTTPException)
@@ -155,6 +158,9 @@ def create_app(segmenter: Segmenter, limits: Limits | None = None) -> FastAPI:
     def answer(upload: UploadFile, format: str, overlay: bool) -> Response:
         """Decode, segment and encode one upload (in a worker thread: all of it blocks)."""
         name = upload.filename or "upload"
+        if not upload.file.read(1):
+            raise HTTPException(400, f"{name}: empty upload (the file has no bytes)")
+        upload.file.seek(0)
         try:
             image = decode_image(upload.file, name, limits.max_pixels, "the server's --max-pixels")
             rgb = segmenter.load(image)
@@ -184,7 +190,7 @@ def create_app(segmenter: Segmenter, limits: Limits | None = None) -> FastAPI:
         async with gate.slot():
             return await run_in_threadpool(answer, image, format, overlay)
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> dict:
         return {
             "status": "ok",

@@ -73,6 +73,8 @@ def detect_format(source: str | os.PathLike) -> str:
     """'native', 'mxnet', 'caffe' or 'torch', from the name or, failing that, the content."""
     path = Path(source)
     name = path.name.lower()
+    if path.is_dir():
+        raise file_error(path, "is a directory, not a model file")
     if name.endswith(".safetensors"):
         return "native"
     if name.endswith((".params", "-symbol.json")):
@@ -85,8 +87,6 @@ def detect_format(source: str | os.PathLike) -> str:
         if list(path.parent.glob(f"{path.name}-*.params")):
             return "mxnet"  # a checkpoint PREFIX
         raise file_error(path, "no such file (nor an MXNet checkpoint with this prefix)")
-    if path.is_dir():
-        raise file_error(path, "is a directory, not a model file")
     with open(path, "rb") as f:
         head = f.read(16)
     if len(head) >= 8 and struct.unpack("<Q", head[:8])[0] == LIST_MAGIC:
@@ -252,7 +252,9 @@ def model_from_weights(
 ) -> FCN:
     """The FCN that ``weights`` define, exactly; every gap or misfit is an error."""
     if weights.config is not None:
-        model = empty_model(weights.config)
+        c = weights.config
+        _check_agrees(weights.path, c.arch, c.num_classes, arch, num_classes)
+        model = empty_model(c)
         model.load_state_dict(weights.tensors)
         return model.eval()
     if weights.arch is None:
@@ -262,13 +264,16 @@ def model_from_weights(
             f"`fcnxs create --arch fcn32s --from {weights.path}`",
         )
     _check_agrees(weights.path, weights.arch, weights.num_classes, arch, num_classes)
-    config = ModelConfig(
-        arch=weights.arch,
-        num_classes=weights.num_classes,
-        preprocessing=weights.preprocessing,
-        semantics=weights.semantics,
-        provenance={"format": weights.origin, "source": str(weights.path)},
-    )
+    try:
+        config = ModelConfig(
+            arch=weights.arch,
+            num_classes=weights.num_classes,
+            preprocessing=weights.preprocessing,
+            semantics=weights.semantics,
+            provenance={"format": weights.origin, "source": str(weights.path)},
+        )
+    except ValueError as exc:
+        raise file_error(weights.path, str(exc)) from None
     model = empty_model(config)
     state = _conform(weights.tensors, model)
     missing = [k for k in model.state_dict() if k not in state]
@@ -313,9 +318,15 @@ def start_model(
     if base is not None and classes == base.num_classes:
         config = base.replace(arch=arch, semantics=semantics)
     else:
-        config = ModelConfig(
-            arch=arch, num_classes=classes, semantics=semantics, preprocessing=weights.preprocessing
-        )
+        try:
+            config = ModelConfig(
+                arch=arch,
+                num_classes=classes,
+                semantics=semantics,
+                preprocessing=weights.preprocessing,
+            )
+        except ValueError as exc:
+            raise file_error(weights.path, str(exc)) from None
     config = config.replace(
         provenance={"initialised_from": str(weights.path), "format": weights.origin}
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from fcnxs.data.dataset import SegmentationData, batches, make_loader, start_epo
 from fcnxs.data.layouts import Dataset, open_dataset
 from fcnxs.data.transforms import Augmentation
 from fcnxs.distributed import Context, sum_over_processes
-from fcnxs.errors import FcnxsError, TrainingFailed
+from fcnxs.errors import FcnxsError, OutputError, TrainingFailed
 from fcnxs.evaluation import check_classes, evaluate_model
 from fcnxs.initialisation import build_model
 from fcnxs.model import FCN
@@ -39,6 +40,9 @@ from fcnxs.report import report_dict
 from fcnxs.sources import start_model
 
 DEFAULT_LR = {"fcn32s": 1e-4, "fcn16s": 1e-5, "fcn8s": 1e-6}
+TRAINING_PRECISIONS = ("fp32", "bf16")
+ON_RESUME = ("epochs", "workers", "log_every", "save_every")
+"""The settings a resumed run may change: how long it runs and how, not what it learns."""
 
 
 @dataclass
@@ -63,7 +67,7 @@ class TrainSettings:
     crop_size: int | None = None
     dropout: float | None = None
     precision: str = "fp32"
-    workers: int = 0
+    workers: int = 2
     seed: int = 0
     save_every: int | None = None
     log_every: int = 50
@@ -86,14 +90,26 @@ class TrainSettings:
         return cls(**{k: v for k, v in raw.items() if k in names})
 
     def validate(self) -> None:
+        """Every value in its range, before anything is read or written."""
+        low, high = self.scale or (1.0, 1.0)
         checks = [
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.learning_rate > 0, "--lr must be positive"),
             (self.loss_reduction in ("sum", "mean"), "--loss-reduction is sum or mean"),
-            (self.precision in ("fp32", "bf16"), "--precision is fp32 or bf16"),
+            (self.precision in TRAINING_PRECISIONS, "--precision is fp32 or bf16"),
             (self.optimizer in ("sgd", "adam"), "--optimizer is sgd or adam"),
+            (0 <= self.momentum < 1, "--momentum must be in [0, 1)"),
+            (self.weight_decay >= 0, "--weight-decay must be at least 0"),
+            (0 < low <= high, "--scale takes LOW HIGH with 0 < LOW ≤ HIGH"),
+            (self.dropout is None or 0 <= self.dropout < 1, "--dropout must be in [0, 1)"),
+            (self.workers >= 0, "--workers must be at least 0"),
+            (self.log_every >= 1, "--log-every must be at least 1"),
         ]
+        for name in ("cut_off_size", "crop_size", "save_every"):
+            value = getattr(self, name)
+            option = "--" + name.replace("_", "-")
+            checks.append((value is None or value >= 1, f"{option} must be at least 1"))
         for ok, message in checks:
             if not ok:
                 raise FcnxsError(message)
@@ -169,7 +185,24 @@ def _save(
         "rng": torch.get_rng_state(),
         "settings": settings.to_dict(),
     }
-    checkpoints.save_checkpoint(run_dir, model, state, position.global_step, best=best)
+    _kept(checkpoints.save_checkpoint, run_dir)(
+        run_dir, model, state, position.global_step, best=best
+    )
+
+
+def _kept(write, run_dir: Path):
+    """``write`` with a failed write (a full disk) stopping the run as `TrainingFailed`."""
+
+    def guarded(*args, **kwargs):
+        try:
+            return write(*args, **kwargs)
+        except OutputError as exc:
+            raise TrainingFailed(
+                f"{exc}; the run stops, keeping its last complete checkpoint in {run_dir} "
+                "(free some space, then --resume)"
+            ) from None
+
+    return guarded
 
 
 def digest(model: FCN) -> str:
@@ -181,27 +214,62 @@ def digest(model: FCN) -> str:
     return h.hexdigest()[:16]
 
 
+def _check_same_recipe(settings: TrainSettings, run_dir: Path) -> None:
+    """A resumed run goes on as it started: only `ON_RESUME` settings may differ."""
+    saved = TrainSettings.from_dict(checkpoints.read_settings(run_dir))
+    for name in (f.name for f in dataclasses.fields(TrainSettings)):
+        ours, theirs = getattr(settings, name), getattr(saved, name)
+        if name in (*ON_RESUME, "init") or _same(ours, theirs):
+            continue
+        raise FcnxsError(
+            f"{run_dir}: started with {name} {theirs!r}, not {ours!r}; a resumed run keeps "
+            f"its recipe and data (only {', '.join(ON_RESUME)} may change)"
+        )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal once JSON has made tuples lists."""
+    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
+
+
 def train(
-    settings: TrainSettings, run_dir: Path, *, resume: bool = False, context: Context | None = None
+    settings: TrainSettings,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    context: Context | None = None,
 ) -> TrainResult:
-    """Train (or go on training) one stage into ``run_dir``."""
+    """Train (or go on training) one stage into ``run_dir``.
+
+    Everything is checked (settings, data, the starting model, what ``run_dir`` holds)
+    before the first file is written. A new run refuses a ``run_dir`` that holds another
+    run (unless ``overwrite``) or other files.
+    """
     context = context or Context()
     settings.validate()
-    run_dir.mkdir(parents=True, exist_ok=True)
     train_set = open_dataset(**settings.train_data)
     val_set = open_dataset(**settings.val_data) if settings.val_data else None
 
     if resume:
-        checkpoints.remove_partial_files(run_dir)
+        _check_same_recipe(settings, run_dir)
         model, saved = checkpoints.load_checkpoint(run_dir)
         position = Position(**saved["position"])
     else:
+        checkpoints.check_new_run(run_dir, overwrite)
         model = _initial_model(settings, train_set, context)
         position = Position()
         torch.manual_seed(settings.seed)
-        if context.is_main:
-            checkpoints.write_settings(run_dir, settings.to_dict())
     check_classes(model, train_set)
+    if val_set is not None:
+        check_classes(model, val_set)
+    if context.is_main:
+        if resume:
+            checkpoints.remove_partial_files(run_dir)
+        else:
+            checkpoints.clear_run(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoints.write_settings(run_dir, settings.to_dict())
     warning = emulation_warning(settings.precision, context.device)
     if warning and context.is_main:
         print(warning, file=sys.stderr, flush=True)
@@ -251,7 +319,7 @@ def train(
         position.epoch, position.batch, position.epoch_stats = position.epoch + 1, 0, {}
         if context.is_main:
             _save(run_dir, model, optimizer, position, settings, best=improved)
-            log.write(record, position.global_step)
+            _kept(log.write, run_dir)(record, position.global_step)
             print(_epoch_line(record), flush=True)
     if context.world > 1:
         print(f"fcnxs: rank {context.rank} final weights {digest(model)}", flush=True)
@@ -323,7 +391,7 @@ def _train_epoch(
                 f"Speed: {speed:.2f} samples/sec\tTrain-accuracy={stats['accuracy']:.6f}"
             )
             tqdm.write(line, file=sys.stdout)
-            log.write(
+            _kept(log.write, run_dir)(
                 {
                     "kind": "train",
                     "epoch": position.epoch,

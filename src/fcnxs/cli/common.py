@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import TextIO
 
+from fcnxs.cli.options import CLASS_COUNT, NON_NEGATIVE
 from fcnxs.config import ARCHS
 from fcnxs.data.layouts import Dataset, open_dataset
-from fcnxs.errors import FcnxsError
 from fcnxs.model import FCN
 from fcnxs.precision import emulation_warning
 from fcnxs.segmenter import Segmenter
@@ -21,17 +21,25 @@ MODEL_HELP = (
 
 
 def report_error(message: str) -> None:
-    """The one-line form every user-facing error takes on stderr."""
-    print(f"fcnxs: error: {message}", file=sys.stderr, flush=True)
+    """The one-line form every user-facing error takes on stderr (a line per problem)."""
+    for line in message.splitlines() or [""]:
+        print(f"fcnxs: error: {line}", file=sys.stderr, flush=True)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="MODEL", help=MODEL_HELP)
-    parser.add_argument("--epoch", type=int, help="MXNet checkpoint epoch (default: the latest)")
+    add_agreement_arguments(parser)
+
+
+def add_agreement_arguments(parser: argparse.ArgumentParser) -> None:
+    """--epoch for MXNet checkpoints; --arch and --num-classes, checked against the model."""
+    parser.add_argument(
+        "--epoch", type=NON_NEGATIVE, help="MXNet checkpoint epoch (default: the latest)"
+    )
     parser.add_argument(
         "--arch", choices=ARCHS, help="must agree with the model; decides where it cannot tell"
     )
-    parser.add_argument("--num-classes", type=int, help="must agree with the model's")
+    parser.add_argument("--num-classes", type=CLASS_COUNT, help="must agree with the model's")
 
 
 def open_model(args: argparse.Namespace) -> FCN:
@@ -51,7 +59,7 @@ def open_segmenter(args: argparse.Namespace, **options) -> Segmenter:
         open_model(args),
         device=args.device,
         precision=args.precision,
-        tile=parse_tile(args.tile),
+        tile=args.tile,
         **options,
     )
     warning = emulation_warning(segmenter.precision, segmenter.torch_device)
@@ -60,11 +68,23 @@ def open_segmenter(args: argparse.Namespace, **options) -> Segmenter:
     return segmenter
 
 
-def parse_tile(text: str) -> int | str | None:
+def add_tile_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tile",
+        default="auto",
+        type=tile_option,
+        metavar="auto|SIZE|none",
+        help="overlapping tiles of SIZE (≥ 64) pixels for large images (auto: from free memory)",
+    )
+
+
+def tile_option(text: str) -> int | str | None:
     if text in ("auto", "none"):
         return None if text == "none" else "auto"
-    if not text.isdigit():
-        raise FcnxsError(f"--tile takes auto, none or a size in pixels, not {text!r}")
+    if not text.isdigit() or int(text) < 64:
+        raise argparse.ArgumentTypeError(
+            f"takes auto, none or a size of at least 64 pixels, not {text!r}"
+        )
     return int(text)
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from fcnxs.cli.common import describe
-from fcnxs.config import ARCHS
+from fcnxs.cli.common import add_agreement_arguments, describe
+from fcnxs.cli.options import output_file
+from fcnxs.collisions import refuse_replacing
 from fcnxs.errors import FcnxsError
 from fcnxs.modelfile import save_model
 from fcnxs.sources import model_from_weights, read_weights
@@ -22,10 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(with --epoch), or an MXNet -symbol.json and .params given together.",
     )
     p.add_argument("sources", nargs="+", metavar="SOURCE")
-    p.add_argument("-o", "--out", required=True, type=Path, metavar="OUT.safetensors")
-    p.add_argument("--epoch", type=int, help="MXNet checkpoint epoch (default: the latest)")
-    p.add_argument("--arch", choices=ARCHS, help="must agree with the weights")
-    p.add_argument("--num-classes", type=int, help="must agree with the weights")
+    p.add_argument("-o", "--out", required=True, type=output_file, metavar="OUT.safetensors")
+    add_agreement_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -41,6 +39,7 @@ def _one_source(sources: list[str]) -> tuple[str, str | None]:
 
 def run(args: argparse.Namespace) -> int:
     source, symbol = _one_source(args.sources)
+    refuse_replacing([args.out], args.sources)
     weights = read_weights(source, epoch=args.epoch, symbol=symbol)
     model = model_from_weights(weights, arch=args.arch, num_classes=args.num_classes)
     describe(weights)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fcnxs.atomic import atomic_path
+from fcnxs.atomic import write_text
 from fcnxs.cli.common import add_dataset_arguments, open_dataset_from
+from fcnxs.cli.options import POSITIVE, PROBABILITY, integer, output_dir, output_file
+from fcnxs.collisions import refuse_replacing
 from fcnxs.data.check import check_dataset, format_report
 from fcnxs.data.layouts import open_dataset
 from fcnxs.data.synth import write_synthetic_voc
@@ -29,20 +31,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_dataset_arguments(check)
     check.set_defaults(run=run_check)
 
-    make_lst = commands.add_parser("make-lst", help="write a tutorial-style list file of a split")
-    make_lst.add_argument("root", metavar="ROOT")
-    make_lst.add_argument("--split", required=True, metavar="NAME")
+    make_lst = commands.add_parser(
+        "make-lst",
+        help="write a tutorial-style list file of a split",
+        description="Writes FILE.lst with one line per sample of the split: "
+        "index<TAB>image<TAB>label, the paths relative to ROOT (the fcn-xs tutorial's format).",
+    )
+    make_lst.add_argument("root", metavar="ROOT", help="a VOC 2012 or SBD root")
+    make_lst.add_argument("--split", required=True, metavar="NAME", help="train, val, ...")
     make_lst.add_argument("--format", choices=("voc", "sbd"), help="default: detected")
-    make_lst.add_argument("-o", "--out", required=True, type=Path, metavar="FILE.lst")
+    make_lst.add_argument(
+        "-o", "--out", required=True, type=output_file, metavar="FILE.lst", help="the list file"
+    )
     make_lst.set_defaults(run=run_make_lst)
 
-    synth = commands.add_parser("synth", help="write a synthetic VOC-layout dataset")
-    synth.add_argument("out", type=Path, metavar="OUT")
-    synth.add_argument("--num-images", type=int, default=100)
-    synth.add_argument("--height", type=int, default=120)
-    synth.add_argument("--width", type=int, default=160)
-    synth.add_argument("--val-fraction", type=float, default=0.25)
-    synth.add_argument("--seed", type=int, default=0)
+    synth = commands.add_parser(
+        "synth",
+        help="write a synthetic VOC-layout dataset",
+        description="Writes a new dataset of coloured shapes on textured backgrounds into OUT "
+        "(absent or empty): JPEGImages/, SegmentationClass/, ImageSets/Segmentation/"
+        "{train,val,trainval}.txt and classes.txt.",
+    )
+    synth.add_argument("out", type=output_dir, metavar="OUT", help="a new or empty folder")
+    synth.add_argument("--num-images", type=POSITIVE, default=100, help="default: 100")
+    synth.add_argument("--height", type=integer(8), default=120, help="pixels, ≥ 8 (default 120)")
+    synth.add_argument("--width", type=integer(8), default=160, help="pixels, ≥ 8 (default 160)")
+    synth.add_argument(
+        "--val-fraction",
+        type=PROBABILITY,
+        default=0.25,
+        help="share of the images in the val split, in [0, 1) (default 0.25)",
+    )
+    synth.add_argument("--seed", type=int, default=0, help="the same seed, the same dataset")
     synth.set_defaults(run=run_synth)
 
 
@@ -58,19 +78,24 @@ def run_check(args: argparse.Namespace) -> int:
 def run_make_lst(args: argparse.Namespace) -> int:
     root = Path(args.root)
     dataset = open_dataset(root=root, split=args.split, layout=args.format)
+    refuse_replacing([args.out], dataset.files())
     lines = [
         f"{i}\t{s.image.relative_to(root).as_posix()}\t{s.label.relative_to(root).as_posix()}\n"
         for i, s in enumerate(dataset.samples)
     ]
-    with atomic_path(args.out) as tmp:
-        tmp.write_text("".join(lines))
+    write_text(args.out, "".join(lines))
     print(f"wrote {args.out}: {len(lines)} samples of {dataset.name}")
     return 0
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    if args.num_images < 1 or args.height < 8 or args.width < 8:
-        raise FcnxsError("--num-images must be ≥ 1 and --height/--width ≥ 8")
+    if args.out.exists() and any(args.out.iterdir()):
+        raise FcnxsError(f"{args.out}: not empty; data synth writes a new dataset")
+    if round(args.num_images * args.val_fraction) >= args.num_images:
+        raise FcnxsError(
+            f"--val-fraction {args.val_fraction:g} of {args.num_images} images leaves none "
+            "to train on"
+        )
     write_synthetic_voc(
         args.out,
         args.num_images,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from fcnxs.cli.options import POSITIVE, integer, output_dir, real
 from fcnxs.demo import DemoRecipe, run_demo
+from fcnxs.training import TRAINING_PRECISIONS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,16 +18,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "DIR/index.html. Under five minutes on a 2-core CPU with bf16.",
     )
     defaults = DemoRecipe()
-    p.add_argument("--out", type=Path, default=Path("demo-out"), metavar="DIR")
-    p.add_argument("--train-images", type=int, default=defaults.train_images)
-    p.add_argument("--heldout-images", type=int, default=defaults.heldout_images)
     p.add_argument(
-        "--epochs", type=int, nargs=3, default=defaults.epochs, metavar=("E32", "E16", "E8")
+        "--out",
+        type=output_dir,
+        default="demo-out",
+        metavar="DIR",
+        help="new, empty, or an earlier demo's (replaced)",
     )
-    p.add_argument("--size", type=int, default=defaults.height, help="image side in pixels")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.lr, help="Adam's learning rate")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default=defaults.precision)
+    p.add_argument("--train-images", type=POSITIVE, default=defaults.train_images)
+    p.add_argument("--heldout-images", type=POSITIVE, default=defaults.heldout_images)
+    p.add_argument(
+        "--epochs", type=POSITIVE, nargs=3, default=defaults.epochs, metavar=("E32", "E16", "E8")
+    )
+    p.add_argument(
+        "--size", type=integer(32), default=defaults.height, help="image side in pixels (≥ 32)"
+    )
+    p.add_argument("--batch-size", type=POSITIVE, default=defaults.batch_size)
+    p.add_argument(
+        "--lr", type=real(0, open_low=True), default=defaults.lr, help="Adam's learning rate"
+    )
+    p.add_argument("--precision", choices=TRAINING_PRECISIONS, default=defaults.precision)
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.set_defaults(run=run)
 

@@ -6,10 +6,23 @@ import argparse
 from pathlib import Path
 
 from fcnxs import distributed
-from fcnxs.cli.common import MODEL_HELP, add_dataset_arguments, open_dataset_from, open_model
-from fcnxs.config import ARCHS
-from fcnxs.evaluation import evaluate_model, evaluate_predictions
-from fcnxs.report import format_table, report_dict, write_report
+from fcnxs.cli.common import (
+    MODEL_HELP,
+    add_agreement_arguments,
+    add_dataset_arguments,
+    open_dataset_from,
+    open_model,
+)
+from fcnxs.cli.options import NON_NEGATIVE, output_dir, output_file
+from fcnxs.collisions import refuse_replacing
+from fcnxs.data.layouts import Dataset
+from fcnxs.evaluation import (
+    evaluate_model,
+    evaluate_predictions,
+    prediction_file,
+    prediction_path,
+)
+from fcnxs.report import confusion_path, format_table, report_dict, write_report
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,36 +37,47 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--model", metavar="MODEL", help=MODEL_HELP)
     source.add_argument(
         "--predictions",
-        type=Path,
+        type=Path,  # read, not written
         metavar="DIR",
         help="label maps of any tool, named by the images' stems",
     )
-    p.add_argument("--epoch", type=int, help="MXNet checkpoint epoch (default: the latest)")
-    p.add_argument("--arch", choices=ARCHS, help="must agree with the model")
-    p.add_argument("--num-classes", type=int, help="must agree with the model")
+    add_agreement_arguments(p)
     add_dataset_arguments(p)
     p.add_argument(
         "--out",
-        type=Path,
-        default=Path("evaluation.json"),
+        type=output_file,
+        default="evaluation.json",
         metavar="REPORT.json",
         help="the JSON report; the picture goes beside it (default: evaluation.json)",
     )
     p.add_argument(
         "--save-predictions",
-        type=Path,
+        type=output_dir,
         metavar="DIR",
         help="also write the model's label maps, as palette PNGs, to DIR",
     )
-    p.add_argument("--workers", type=int, default=2, help="image loading workers")
+    p.add_argument("--workers", type=NON_NEGATIVE, default=2, help="image loading workers")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.set_defaults(run=run)
+
+
+def _refuse_replacing_inputs(args: argparse.Namespace, dataset: Dataset) -> None:
+    outputs = [args.out, confusion_path(args.out)]
+    if args.save_predictions is not None:
+        outputs += [prediction_path(args.save_predictions, s) for s in dataset.samples]
+    inputs = dataset.files()
+    if args.model is not None:
+        inputs.append(Path(args.model))
+    elif args.predictions.is_dir():
+        inputs += [prediction_file(args.predictions, s) for s in dataset.samples]
+    refuse_replacing(outputs, inputs)
 
 
 def run(args: argparse.Namespace) -> int:
     context = distributed.init(args.device)
     try:
         dataset = open_dataset_from(args)
+        _refuse_replacing_inputs(args, dataset)
         if args.model is not None:
             model = open_model(args).to(context.device)
             result = evaluate_model(
@@ -75,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
                 source=source,
                 dataset=dataset.name,
             )
-            print(format_table(report))
             picture = write_report(report, dataset.classes.names, args.out)
+            print(format_table(report))
             print(f"wrote {args.out} and {picture}")
     finally:
         distributed.shutdown()

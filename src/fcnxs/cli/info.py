@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from fcnxs.cli.common import MODEL_HELP, describe
+from fcnxs.cli.options import NON_NEGATIVE
 from fcnxs.geometry import crop_offsets
 from fcnxs.modelfile import read_model_config
 from fcnxs.sources import detect_format, model_from_weights, read_weights
@@ -15,7 +17,9 @@ from fcnxs.sources import detect_format, model_from_weights, read_weights
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("info", help="print what a model file holds")
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    p.add_argument("--epoch", type=int, help="MXNet checkpoint epoch (default: the latest)")
+    p.add_argument(
+        "--epoch", type=NON_NEGATIVE, help="MXNet checkpoint epoch (default: the latest)"
+    )
     p.set_defaults(run=run)
 
 
@@ -28,5 +32,14 @@ def run(args: argparse.Namespace) -> int:
         config = model_from_weights(weights).config
     print(f"{args.model}: {config.arch}, {config.num_classes} classes")
     print(f"crop offsets: {crop_offsets(config)}")
-    print(json.dumps(json.loads(config.to_json()), indent=2))
+    print(_numbers_on_one_line(json.dumps(json.loads(config.to_json()), indent=2)))
     return 0
+
+
+def _numbers_on_one_line(text: str) -> str:
+    """JSON with every list of numbers (a colour, a mean) on one line."""
+    return re.sub(
+        r"\[([-0-9.e+,\s]*)\]",
+        lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]",
+        text,
+    )

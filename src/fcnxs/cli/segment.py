@@ -1,12 +1,16 @@
 """``fcnxs segment INPUT... --model MODEL -o OUTDIR``: any files, any size, one or thousands.
 
 Decoding runs ahead in threads and writing behind in another, so the model (loaded once)
-is kept busy; a bad input is one line on stderr and the others go on.
+is kept busy; a bad input is one line on stderr and the others go on. Before the model is
+loaded, every input is checked to exist and no output may replace an input. An input's
+outputs are written together or not at all; a full disk stops the run at once rather than
+segmenting images that cannot be written.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
@@ -14,8 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fcnxs.cli.common import add_model_arguments, open_segmenter, report_error
-from fcnxs.errors import FcnxsError
+from fcnxs.cli.common import (
+    add_model_arguments,
+    add_tile_argument,
+    open_segmenter,
+    report_error,
+)
+from fcnxs.cli.options import POSITIVE, output_dir
+from fcnxs.collisions import refuse_replacing
+from fcnxs.errors import FcnxsError, OutputError
 from fcnxs.images import write_label_png
 from fcnxs.inference import labels_of
 from fcnxs.inputs import expand_inputs
@@ -38,7 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     add_model_arguments(p)
-    p.add_argument("-o", "--out", required=True, metavar="OUTDIR", type=Path)
+    p.add_argument("-o", "--out", required=True, metavar="OUTDIR", type=output_dir)
     p.add_argument("--recursive", action="store_true", help="descend into folders")
     p.add_argument("--overlay", action="store_true", help="also <name>_overlay.jpg with a legend")
     p.add_argument("--logits", action="store_true", help="also <name>.npy: float32 C×H×W scores")
@@ -47,15 +58,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also <name>_probabilities.npy: float16 C×H×W softmax",
     )
-    p.add_argument(
-        "--tile",
-        default="auto",
-        metavar="auto|SIZE|none",
-        help="overlapping tiles of SIZE pixels for large images (auto: from free memory)",
-    )
+    add_tile_argument(p)
     p.add_argument(
         "--max-pixels",
-        type=int,
+        type=POSITIVE,
         metavar="N",
         help="decompression-bomb limit (default: Pillow's, about 89 M pixels)",
     )
@@ -64,19 +70,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _segment_one(segmenter: Segmenter, rgb: np.ndarray, out: Path, args) -> np.ndarray:
+def output_files(out: Path, args: argparse.Namespace) -> dict[str, Path]:
+    """The files one input is written as (``out`` is OUTDIR/<name>, without a suffix)."""
+    names = {"labels": ".png", "overlay": "_overlay.jpg", "logits": ".npy"}
+    names["probabilities"] = "_probabilities.npy"
+    wanted = {"labels": True, "overlay": args.overlay, "logits": args.logits}
+    wanted["probabilities"] = args.probabilities
+    return {kind: out.with_name(out.name + end) for kind, end in names.items() if wanted[kind]}
+
+
+def _segment_one(segmenter: Segmenter, rgb: np.ndarray, files: dict[str, Path]) -> np.ndarray:
     """Labels of one image, with its score files streamed band by band."""
     height, width = rgb.shape[:2]
-    classes = segmenter.model.config.num_classes
-    labels = np.zeros((height, width), np.uint8 if classes <= 256 else np.int32)
-    shape = (classes, height, width)
-    logits_file = out.with_suffix(".npy")
-    probabilities_file = out.with_name(out.name + "_probabilities.npy")
+    labels = np.zeros((height, width), np.uint8)
+    shape = (segmenter.model.config.num_classes, height, width)
     with (
-        npy_stream(logits_file, shape, np.float32) if args.logits else nullcontext() as logits,
-        npy_stream(probabilities_file, shape, np.float16)
-        if args.probabilities
-        else nullcontext() as probabilities,
+        (
+            npy_stream(files["logits"], shape, np.float32) if "logits" in files else nullcontext()
+        ) as logits,
+        (
+            npy_stream(files["probabilities"], shape, np.float16)
+            if "probabilities" in files
+            else nullcontext()
+        ) as probabilities,
     ):
         for y0, y1, scores in segmenter.score_bands(rgb):
             labels[y0:y1] = labels_of(scores)
@@ -87,41 +103,79 @@ def _segment_one(segmenter: Segmenter, rgb: np.ndarray, out: Path, args) -> np.n
     return labels
 
 
-def _write(rgb: np.ndarray, labels: np.ndarray, out: Path, config, overlay: bool) -> None:
-    write_label_png(labels, config.colors, out.with_suffix(".png"))
-    if overlay:
-        image = overlay_image(rgb, labels, config.colors, config.class_names)
-        write_overlay(image, out.with_name(out.name + "_overlay.jpg"))
+def _write(rgb: np.ndarray, labels: np.ndarray, files: dict[str, Path], config) -> None:
+    """The label PNG and the overlay; on failure none of the input's outputs is left."""
+    try:
+        write_label_png(labels, config.colors, files["labels"])
+        if "overlay" in files:
+            image = overlay_image(rgb, labels, config.colors, config.class_names)
+            write_overlay(image, files["overlay"])
+    except BaseException:
+        _remove(files)
+        raise
+
+
+def _remove(files: dict[str, Path]) -> None:
+    for path in files.values():
+        path.unlink(missing_ok=True)
 
 
 def run(args: argparse.Namespace) -> int:
     items = expand_inputs(args.inputs, args.recursive)
+    plans = [(path, output_files(args.out / relative, args)) for path, relative in items]
+    refuse_replacing(
+        (f for _, files in plans for f in files.values()), [p for p, _ in items] + [args.model]
+    )
     segmenter = open_segmenter(args, max_pixels=args.max_pixels)
     config = segmenter.model.config
-    failed = 0
-    writes: list[tuple[Path, Future]] = []
-    with ThreadPoolExecutor(PREFETCH) as decoder, ThreadPoolExecutor(1) as writer:
-        loads = [decoder.submit(segmenter.load, path) for path, _ in items[:PREFETCH]]
-        for i, (path, relative) in enumerate(progress(items, len(items), "segment", unit="img")):
-            if i + PREFETCH < len(items):
-                loads.append(decoder.submit(segmenter.load, items[i + PREFETCH][0]))
-            out = args.out / relative
+    written = 0
+    full: OutputError | None = None
+    pending: deque[Future] = deque()
+
+    def failed(exc: FcnxsError) -> None:
+        nonlocal full
+        report_error(str(exc))
+        if isinstance(exc, OutputError) and exc.out_of_space:
+            full = exc
+
+    def collect(wait: bool) -> None:
+        """Count the writes that have finished (all of them when ``wait``)."""
+        nonlocal written
+        while pending and (wait or pending[0].done()):
+            future = pending.popleft()
             try:
-                rgb = loads[i].result()
-                loads[i] = None
-                out.parent.mkdir(parents=True, exist_ok=True)
-                labels = _segment_one(segmenter, rgb, out, args)
+                future.result()
+                written += 1
             except FcnxsError as exc:
-                report_error(str(exc))
-                failed += 1
+                failed(exc)
+
+    with ThreadPoolExecutor(PREFETCH) as decoder, ThreadPoolExecutor(1) as writer:
+        loads = deque(decoder.submit(segmenter.load, path) for path, _ in plans[:PREFETCH])
+        for i, (_, files) in enumerate(progress(plans, len(plans), "segment", unit="img")):
+            if i + PREFETCH < len(plans):
+                loads.append(decoder.submit(segmenter.load, plans[i + PREFETCH][0]))
+            load = loads.popleft()
+            collect(wait=False)
+            if full is not None:
+                break
+            try:
+                rgb = load.result()
+            except FcnxsError as exc:
+                failed(exc)
                 continue
-            writes.append((path, writer.submit(_write, rgb, labels, out, config, args.overlay)))
-    for path, future in writes:
-        try:
-            future.result()
-        except (OSError, FcnxsError) as exc:
-            report_error(f"{path}: could not write its outputs ({exc})")
-            failed += 1
-    if items and failed == len(items):
-        return 2
-    return 1 if failed else 0
+            try:
+                labels = _segment_one(segmenter, rgb, files)
+            except FcnxsError as exc:
+                _remove(files)
+                failed(exc)
+                continue
+            pending.append(writer.submit(_write, rgb, labels, files, config))
+        for load in loads:
+            load.cancel()
+        collect(wait=True)
+    if full is not None:
+        report_error(f"stopped: no space for outputs in {args.out}")
+    print(f"segment: {written} of {len(plans)} images written to {args.out}", flush=True)
+    if written == len(plans):
+        return 0
+    return 2 if written == 0 else 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import socket
 
-from fcnxs.cli.common import add_model_arguments, open_segmenter
+from fcnxs.cli.common import add_model_arguments, add_tile_argument, open_segmenter
+from fcnxs.cli.options import NON_NEGATIVE, PORT, POSITIVE, real
 from fcnxs.errors import FcnxsError
 from fcnxs.precision import PRECISIONS
 
@@ -20,12 +21,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_model_arguments(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: local)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body")
-    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image, in pixels")
-    p.add_argument("--workers", type=int, default=1, help="inferences at once")
-    p.add_argument("--queue", type=int, default=16, help="requests that may wait; then 503")
-    p.add_argument("--tile", default="auto", metavar="auto|SIZE|none")
+    p.add_argument("--port", type=PORT, default=8000)
+    p.add_argument(
+        "--max-upload-mb", type=real(0, open_low=True), default=20.0, help="largest request body"
+    )
+    p.add_argument("--max-pixels", type=POSITIVE, default=40_000_000, help="largest image, pixels")
+    p.add_argument("--workers", type=POSITIVE, default=1, help="inferences at once")
+    p.add_argument(
+        "--queue", type=NON_NEGATIVE, default=16, help="requests that may wait; then 503"
+    )
+    add_tile_argument(p)
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
     p.set_defaults(run=run)
@@ -49,8 +54,6 @@ def run(args: argparse.Namespace) -> int:
         from fcnxs.service import Limits, create_app
     except ImportError:
         raise FcnxsError("serve needs FastAPI and uvicorn: pip install 'fcnxs[serve]'") from None
-    if args.workers < 1 or args.queue < 0 or args.max_upload_mb <= 0 or args.max_pixels < 1:
-        raise FcnxsError("--workers and --max-* must be positive, --queue at least 0")
     check_address(args.host, args.port)  # before minutes of model loading, not after
     segmenter = open_segmenter(args)
     limits = Limits(

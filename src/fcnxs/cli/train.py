@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from fcnxs import distributed
-from fcnxs.checkpoints import BEST, read_settings
+from fcnxs.checkpoints import BEST, RUN_SETTINGS, read_settings
 from fcnxs.cli.common import add_dataset_arguments
+from fcnxs.cli.options import NON_NEGATIVE, POSITIVE, PROBABILITY, output_dir, real
 from fcnxs.config import ARCHS
 from fcnxs.errors import FcnxsError
 from fcnxs.pipeline import STAGES
 from fcnxs.pipeline import run_pipeline as run_pipeline_stages
-from fcnxs.training import TrainSettings, train
+from fcnxs.training import ON_RESUME, TRAINING_PRECISIONS, TrainSettings, train
 
 
 def _add_validation_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,59 +25,88 @@ def _add_validation_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val-masks", metavar="DIR")
 
 
+def _default(name: str) -> str:
+    return f"default {getattr(TrainSettings, name)}"
+
+
 def _add_recipe_arguments(p: argparse.ArgumentParser, per_stage: bool) -> None:
+    """The recipe: left out, an option takes `TrainSettings`'s default (the tutorial's),
+    so that ``--resume`` can tell what was given."""
     g = p.add_argument_group("recipe (defaults: the fcn-xs tutorial)")
     n = "+" if per_stage else None
     g.add_argument(
-        "--epochs", type=int, nargs=n, help="per stage: 1 value or 3" if per_stage else None
+        "--epochs",
+        type=POSITIVE,
+        nargs=n,
+        help="per stage: 1 value or 3 (default 1)" if per_stage else "default 1",
     )
     g.add_argument(
         "--lr",
-        type=float,
+        type=real(0, open_low=True),
         nargs=n,
         help="default 1e-4 / 1e-5 / 1e-6 for fcn32s / 16s / 8s (mean loss)",
     )
-    g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
-    g.add_argument("--momentum", type=float, default=0.99)
-    g.add_argument("--weight-decay", type=float, default=5e-4)
+    g.add_argument("--optimizer", choices=("sgd", "adam"), help=_default("optimizer"))
+    g.add_argument("--momentum", type=real(0, 1, open_high=True), help=_default("momentum"))
+    g.add_argument("--weight-decay", type=real(0), help=_default("weight_decay"))
     g.add_argument(
         "--loss-reduction",
         choices=("sum", "mean"),
-        default="mean",
-        help="mean: per non-void pixel; sum: as the original (use lr 1e-10/1e-12/1e-14)",
+        help="mean (default): per non-void pixel; sum: as the original (lr 1e-10/1e-12/1e-14)",
     )
-    g.add_argument("--batch-size", type=int, default=1)
-    g.add_argument("--cut-off-size", type=int, help="the tutorial's random crop of large images")
+    g.add_argument("--batch-size", type=POSITIVE, help=_default("batch_size"))
+    g.add_argument(
+        "--cut-off-size", type=POSITIVE, help="the tutorial's random crop of large images"
+    )
     g.add_argument(
         "--scale",
-        type=float,
+        type=real(0, open_low=True),
         nargs=2,
         metavar=("LOW", "HIGH"),
         help="random rescaling, e.g. 0.5 2.0",
     )
-    g.add_argument("--flip", action="store_true", help="random horizontal flips")
-    g.add_argument("--crop-size", type=int, help="random crops of this size, padded with void")
-    g.add_argument("--dropout", type=float, help="fc6/fc7 dropout (default 0.5)")
-    g.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    g.add_argument("--workers", type=int, default=2)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--save-every", type=int, metavar="N", help="also checkpoint every N steps")
-    g.add_argument("--log-every", type=int, default=50, metavar="N", help="log every N batches")
-    g.add_argument("--skip-bad", action="store_true", help="skip unreadable samples, counting them")
+    g.add_argument("--flip", action="store_true", default=None, help="random horizontal flips")
+    g.add_argument("--crop-size", type=POSITIVE, help="random crops of this size, padded with void")
+    g.add_argument("--dropout", type=PROBABILITY, help="fc6/fc7 dropout in [0, 1) (default 0.5)")
+    g.add_argument("--precision", choices=TRAINING_PRECISIONS, help=_default("precision"))
+    g.add_argument("--workers", type=NON_NEGATIVE, help=f"loader processes ({_default('workers')})")
+    g.add_argument("--seed", type=int, help=_default("seed"))
+    g.add_argument("--save-every", type=POSITIVE, metavar="N", help="also checkpoint every N steps")
+    g.add_argument("--log-every", type=POSITIVE, metavar="N", help="log every N batches (50)")
+    g.add_argument(
+        "--skip-bad",
+        action="store_true",
+        default=None,
+        help="skip unreadable samples, counting them",
+    )
     g.add_argument("--device", default="auto", help="cpu, cuda or auto")
+
+
+RECIPE = (
+    "optimizer", "momentum", "weight_decay", "loss_reduction", "batch_size", "cut_off_size",
+    "scale", "flip", "crop_size", "dropout", "precision", "workers", "seed", "save_every",
+    "log_every", "skip_bad",
+)  # fmt: skip
+"""The recipe options that map one to one onto `TrainSettings` fields."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="train one stage (FCN-32s, 16s or 8s)",
-        description="Train one stage into RUN_DIR; `--resume RUN_DIR` continues after any "
-        "interruption. Under torchrun, DistributedDataParallel over the processes.",
+        description="Train one stage into RUN_DIR, a new or empty folder; `--resume RUN_DIR` "
+        "continues after any interruption (with --epochs, for longer). Under torchrun, "
+        "DistributedDataParallel over the processes.",
     )
     p.add_argument("--arch", choices=ARCHS)
     p.add_argument("--init", metavar="SOURCE", help="a VGG16 or a coarser FCN, any format")
-    p.add_argument("--out", type=Path, metavar="RUN_DIR")
+    p.add_argument("--out", type=output_dir, metavar="RUN_DIR")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in a RUN_DIR that holds a run, replacing its files",
+    )
     add_dataset_arguments(p)
     _add_validation_arguments(p)
     _add_recipe_arguments(p, per_stage=False)
@@ -86,10 +117,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train FCN-32s, then FCN-16s, then FCN-8s, each from the previous stage's best",
         description="Runs the three stages into DIR/fcn32s, DIR/fcn16s, DIR/fcn8s; a stage "
         "already finished is skipped and an interrupted one resumed, so rerunning the same "
-        "command continues the pipeline.",
+        "command continues the pipeline (with more --epochs, extends it).",
     )
     q.add_argument("--vgg16", metavar="SOURCE", help="ImageNet VGG16 (without: random trunk)")
-    q.add_argument("--out", type=Path, required=True, metavar="DIR")
+    q.add_argument("--out", type=output_dir, required=True, metavar="DIR")
     add_dataset_arguments(q)
     _add_validation_arguments(q)
     _add_recipe_arguments(q, per_stage=True)
@@ -118,6 +149,7 @@ def _dataset_kwargs(args: argparse.Namespace) -> tuple[dict, dict | None]:
 
 def _settings(args, arch: str, init: str | None, epochs: int, lr: float | None) -> TrainSettings:
     train_data, val_data = _dataset_kwargs(args)
+    given = {name: getattr(args, name) for name in RECIPE if getattr(args, name) is not None}
     return TrainSettings(
         arch=arch,
         train_data=train_data,
@@ -125,38 +157,49 @@ def _settings(args, arch: str, init: str | None, epochs: int, lr: float | None) 
         init=init,
         epochs=epochs,
         lr=lr,
-        optimizer=args.optimizer,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        loss_reduction=args.loss_reduction,
-        batch_size=args.batch_size,
-        cut_off_size=args.cut_off_size,
-        scale=args.scale,
-        flip=args.flip,
-        crop_size=args.crop_size,
-        dropout=args.dropout,
-        precision=args.precision,
-        workers=args.workers,
-        seed=args.seed,
-        save_every=args.save_every,
-        log_every=args.log_every,
-        skip_bad=args.skip_bad,
+        **given,
     )
 
 
+def _resumed_settings(args: argparse.Namespace) -> TrainSettings:
+    """run.json's settings, with the options a resumed run may change; any other option
+    given is an error rather than silently ignored."""
+    settings = TrainSettings.from_dict(read_settings(args.resume))
+    fixed = [*RECIPE, "arch", "init", "lr", "out", "data", "split", "list_file", "images"]
+    fixed += ["masks", "format", "classes", "val_split", "val_list", "val_images", "val_masks"]
+    given = [
+        name for name in fixed if name not in ON_RESUME and getattr(args, name) not in (None, False)
+    ]
+    if given:
+        option = "--list" if given[0] == "list_file" else "--" + given[0].replace("_", "-")
+        allowed = ", ".join("--" + name.replace("_", "-") for name in ON_RESUME)
+        raise FcnxsError(
+            f"{option}: a resumed run keeps the recipe and data of {args.resume / RUN_SETTINGS}; "
+            f"only {allowed} may change"
+        )
+    changes = {name: getattr(args, name) for name in ON_RESUME if getattr(args, name) is not None}
+    return dataclasses.replace(settings, **changes)
+
+
 def run_train(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        settings = _resumed_settings(args)
+        run_dir = args.resume
+    else:
+        if args.arch is None or args.out is None:
+            raise FcnxsError("train needs --arch and --out (or --resume RUN_DIR)")
+        settings = _settings(args, args.arch, args.init, args.epochs or 1, args.lr)
+        run_dir = args.out
+    settings.validate()
     context = distributed.init(args.device)
     try:
-        if args.resume is not None:
-            settings = TrainSettings.from_dict(read_settings(args.resume))
-            if args.epochs is not None:
-                settings.epochs = args.epochs
-            result = train(settings, args.resume, resume=True, context=context)
-        else:
-            if args.arch is None or args.out is None:
-                raise FcnxsError("train needs --arch and --out (or --resume RUN_DIR)")
-            settings = _settings(args, args.arch, args.init, args.epochs or 1, args.lr)
-            result = train(settings, args.out, context=context)
+        result = train(
+            settings,
+            run_dir,
+            resume=args.resume is not None,
+            overwrite=args.overwrite,
+            context=context,
+        )
         if context.is_main:
             print(f"done: {result.run_dir}/{BEST} (best validation mIoU {result.best_miou})")
     finally:
@@ -175,10 +218,11 @@ def _per_stage(values: list | None, name: str) -> list:
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
-    context = distributed.init(args.device)
     epochs = [e or 1 for e in _per_stage(args.epochs, "epochs")]
     lrs = _per_stage(args.lr, "lr")
     base = _settings(args, STAGES[0], args.vgg16, epochs[0], lrs[0])
+    base.validate()
+    context = distributed.init(args.device)
     try:
         run_pipeline_stages(
             base, args.out, vgg16=args.vgg16, epochs=epochs, lrs=lrs, context=context

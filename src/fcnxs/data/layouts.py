@@ -34,9 +34,15 @@ class Dataset:
     name: str
     samples: tuple[Sample, ...]
     classes: ClassList
+    index_files: tuple[Path, ...] = ()
+    """The files read to find the samples and classes (split or list file, classes file)."""
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def files(self) -> list[Path]:
+        """Every file the dataset consists of: its samples and its index files."""
+        return [p for s in self.samples for p in (s.image, s.label)] + list(self.index_files)
 
 
 def detect_layout(root: Path) -> str:
@@ -58,8 +64,15 @@ def _read_ids(path: Path) -> list[str]:
     return ids
 
 
+def split_file(root: Path, layout: str, split: str) -> Path:
+    """Where a VOC or SBD root lists the ids of a split."""
+    if layout == "voc":
+        return root / "ImageSets" / "Segmentation" / f"{split}.txt"
+    return root / f"{split}.txt"
+
+
 def voc_samples(root: Path, split: str) -> list[Sample]:
-    ids = _read_ids(root / "ImageSets" / "Segmentation" / f"{split}.txt")
+    ids = _read_ids(split_file(root, "voc", split))
     return [
         Sample(i, root / "JPEGImages" / f"{i}.jpg", root / "SegmentationClass" / f"{i}.png")
         for i in ids
@@ -67,7 +80,7 @@ def voc_samples(root: Path, split: str) -> list[Sample]:
 
 
 def sbd_samples(root: Path, split: str) -> list[Sample]:
-    ids = _read_ids(root / f"{split}.txt")
+    ids = _read_ids(split_file(root, "sbd", split))
     return [Sample(i, root / "img" / f"{i}.jpg", root / "cls" / f"{i}.mat") for i in ids]
 
 
@@ -124,6 +137,7 @@ def open_dataset(
     classes_file: str | Path | None = None,
 ) -> Dataset:
     """The samples that the DATASET-OPTIONS of every command name."""
+    index_files: list[Path] = []
     if images is not None or masks is not None or layout == "folder":
         if images is None or masks is None:
             raise FcnxsError("a folder dataset needs both --images and --masks")
@@ -142,18 +156,21 @@ def open_dataset(
             if not list_path.is_absolute() and not list_path.exists():
                 list_path = base / list_path
             samples, name = list_samples(base, list_path), str(list_path)
+            index_files.append(list_path)
         elif split is not None:
             kind = layout or detect_layout(base)
             reader = {"voc": voc_samples, "sbd": sbd_samples}.get(kind)
             if reader is None:
                 raise FcnxsError(f"--format {kind} takes --images and --masks, not --data")
             samples, name = reader(base, split), f"{base} ({kind} {split})"
+            index_files.append(split_file(base, kind, split))
         else:
             raise FcnxsError("--data needs --split NAME or --list FILE")
+    if classes_file is None and (base / CLASSES_FILE).is_file():
+        classes_file = base / CLASSES_FILE
     if classes_file is not None:
         classes = read_classes_file(classes_file)
-    elif (base / CLASSES_FILE).is_file():
-        classes = read_classes_file(base / CLASSES_FILE)
+        index_files.append(Path(classes_file))
     else:
         classes = VOC
-    return Dataset(name, tuple(samples), classes)
+    return Dataset(name, tuple(samples), classes, tuple(index_files))

@@ -1,6 +1,8 @@
 """Augmentations that take (image, label) together.
 
-Geometric steps work on the uint8 arrays (H×W×3 image, H×W label) with the sample's own
+Each step is a picklable class (no closures), so that loader workers started by ``spawn``
+or ``forkserver`` (macOS, Windows, Linux from Python 3.14) can receive it. Geometric steps
+work on the uint8 arrays (H×W×3 image, H×W label) with the sample's own
 random generator, so a sample's augmentation depends only on (seed, epoch, index) and not
 on which loader worker draws it. Cropping and padding to a fixed size happen after
 normalisation (`crop_or_pad`), so padded image pixels are exactly the mean colour (0) and
@@ -28,14 +30,18 @@ def _offset(rng: np.random.Generator, upper: float) -> int:
     return round(float(rng.uniform(0, upper)))
 
 
-def cut_off(size: int) -> Transform:
+@dataclass(frozen=True)
+class CutOff:
     """The fcn-xs ``cut_off_size`` rule (DESIGN §1), exactly as the original data iterator.
 
     If the shorter side exceeds ``size``: a random size×size crop. Else if the longer side
     does: a random square crop whose side is the shorter side. Else: unchanged.
     """
 
-    def apply(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> Pair:
+    size: int
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> Pair:
+        size = self.size
         h, w = label.shape
         longer, shorter = max(h, w), min(h, w)
         if shorter > size:
@@ -53,30 +59,33 @@ def cut_off(size: int) -> Transform:
             return image, label
         return image[window], label[window]
 
-    return apply
 
-
-def random_scale(low: float, high: float) -> Transform:
+@dataclass(frozen=True)
+class RandomScale:
     """Resize by a factor drawn uniformly from [low, high]: bilinear image, nearest label."""
 
-    def apply(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> Pair:
-        factor = float(rng.uniform(low, high))
+    low: float
+    high: float
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> Pair:
+        factor = float(rng.uniform(self.low, self.high))
         h, w = label.shape
         size = (max(1, round(w * factor)), max(1, round(h * factor)))
         image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
         label = np.asarray(Image.fromarray(label).resize(size, Image.Resampling.NEAREST))
         return image, label
 
-    return apply
 
+@dataclass(frozen=True)
+class HorizontalFlip:
+    """Mirror image and label left to right with the given probability."""
 
-def horizontal_flip(probability: float = 0.5) -> Transform:
-    def apply(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> Pair:
-        if rng.random() < probability:
+    probability: float = 0.5
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> Pair:
+        if rng.random() < self.probability:
             return image[:, ::-1], label[:, ::-1]
         return image, label
-
-    return apply
 
 
 def crop_or_pad(
@@ -109,9 +118,9 @@ class Augmentation:
     def transforms(self) -> list[Transform]:
         steps: list[Transform] = []
         if self.cut_off_size:
-            steps.append(cut_off(self.cut_off_size))
+            steps.append(CutOff(self.cut_off_size))
         if self.scale:
-            steps.append(random_scale(*self.scale))
+            steps.append(RandomScale(*self.scale))
         if self.flip:
-            steps.append(horizontal_flip())
+            steps.append(HorizontalFlip())
         return steps
