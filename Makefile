@@ -1,12 +1,14 @@
 # Two entry points, each creating .venv when missing:
-#   make demo   set up and run the main job
-#   make test   set up and run the linter and the tests
+#   make demo        set up and run the main job
+#   make test        set up and run the linter and the tests
+# and a quick tier for work in progress:
+#   make test-fast   the linter and the tests not marked slow (under 2 minutes on 2 cores)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean mxnet-venv
+.PHONY: demo test test-fast lint clean mxnet-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +25,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+test-fast: lint
+	$(BIN)/pytest -q -m "not slow"
 
 # MXNet 1.9.1 in a venv of its own, the oracle of tests/test_mxnet_oracle.py:
 #   make mxnet-venv && FCNXS_MXNET_PYTHON=.venv-mxnet/bin/python make test

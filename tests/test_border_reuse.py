@@ -62,6 +62,7 @@ def test_outside_the_windows_every_image_gives_the_same_values(fcn8s_model):
 
 
 @pytest.mark.parametrize("semantics", ["mxnet", "caffe"])
+@pytest.mark.slow
 def test_reuse_gives_the_dense_outputs_call_after_call(fcn8s_model, semantics):
     model = fcn8s_model
     if semantics == "caffe":
@@ -95,6 +96,7 @@ def test_bf16_reuse_matches_dense_bf16(fcn8s_model, cpu, request):
     assert (packed > 0) == precision.native_on_cpu(torch.bfloat16)
 
 
+@pytest.mark.slow
 def test_changed_weights_are_never_served_from_what_was_kept():
     model = fcnxs.build_model("fcn8s", num_classes=3, seed=0).eval()
     reuse = BorderReuse(model)
@@ -110,6 +112,7 @@ def test_changed_weights_are_never_served_from_what_was_kept():
     assert relative < 1e-4
 
 
+@pytest.mark.slow
 def test_the_memory_budget_keeps_only_the_newest_size(fcn8s_model):
     reuse = BorderReuse(fcn8s_model, max_bytes=1)
     with torch.inference_mode():

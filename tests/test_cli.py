@@ -48,6 +48,7 @@ def test_segment_goes_on_past_a_bad_image(tmp_path, images, model_file, capsys):
     assert main(["segment", str(bad), "--model", model_file, "-o", str(out)]) == 2
 
 
+@pytest.mark.slow
 def test_create_from_a_coarser_model_reports_the_transfer(tmp_path, model_file, capsys):
     out = tmp_path / "fcn8s-from-8s.safetensors"
     assert main(["create", "--arch", "fcn16s", "--from", model_file, "-o", str(out)]) == 0

@@ -1,8 +1,12 @@
 import json
 import re
 
+import pytest
+
 from fcnxs.cli import main
 from fcnxs.demo import DemoRecipe
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_reduced_demo_writes_a_complete_report(tmp_path, capsys):

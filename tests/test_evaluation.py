@@ -83,6 +83,7 @@ SCORES = ["pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou
           "per_class_iou", "confusion_matrix"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_saved_predictions_score_exactly_as_the_model(synth, tmp_path, capsys):
     root, model = synth
     data = ["--data", str(root), "--split", "trainval"]
@@ -123,6 +124,7 @@ def test_model_and_dataset_classes_must_agree(synth, tmp_path, model_file, capsy
     assert "the model has 5 classes, the dataset 6" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_two_processes_under_torchrun_sum_their_matrices(synth, tmp_path):
     root, model = synth
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")

@@ -8,6 +8,8 @@ from writers import caffe_layers_from_state, write_caffemodel
 import fcnxs
 from fcnxs.formats.caffe import read_caffe_blobs
 
+pytestmark = pytest.mark.slow
+
 CAFFE_MEAN_BGR = np.array([104.00699, 116.66877, 122.67892], np.float32)
 
 

@@ -56,6 +56,7 @@ def _vgg16_state(seed=0):
     return state
 
 
+@pytest.mark.slow
 def test_staged_transfer_vgg16_to_32s_to_16s_to_8s():
     vgg = _vgg16_state()
     fcn32 = fcnxs.build_model("fcn32s", num_classes=21, seed=1)
@@ -94,6 +95,7 @@ def test_staged_transfer_vgg16_to_32s_to_16s_to_8s():
     assert torch.equal(s8["bigscore.weight"], bilinear_upsampler_weight(21, 16))
 
 
+@pytest.mark.slow
 def test_transfer_rejects_a_source_without_the_trunk():
     vgg = _vgg16_state()
     del vgg["conv3_2.weight"]

@@ -73,6 +73,7 @@ def test_bad_model_files_fail_with_one_line(tmp_path, model_file):
     _expect_error(header_only, "without an fcnxs configuration")
 
 
+@pytest.mark.slow
 def test_inconsistent_model_files_fail_with_one_line(tmp_path, fcn8s_model):
     state = {k: v.contiguous() for k, v in fcn8s_model.state_dict().items()}
     metadata = {

@@ -17,9 +17,13 @@ from fcnxs.cli import main
 MXNET_PYTHON = os.environ.get("FCNXS_MXNET_PYTHON")
 TOOL = Path(__file__).parent.parent / "tools" / "mxnet_reference.py"
 
-pytestmark = pytest.mark.skipif(
-    not MXNET_PYTHON, reason="FCNXS_MXNET_PYTHON (a Python with MXNet 1.9.1) is not set"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.mxnet,
+    pytest.mark.skipif(
+        not MXNET_PYTHON, reason="FCNXS_MXNET_PYTHON (a Python with MXNet 1.9.1) is not set"
+    ),
+]
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,8 @@ from fcnxs.segmenter import Segmenter
 from fcnxs.service import create_app
 from helpers import serving
 
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Without the background-networking flags Chromium keeps knocking on a closed network.
 FLAGS = [
