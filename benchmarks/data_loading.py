@@ -15,11 +15,11 @@ from pathlib import Path
 
 from machine import describe_machine
 
-from fcnxs.config import MXNET_PREPROCESSING
 from fcnxs.data.dataset import SegmentationData, make_loader, start_epoch
 from fcnxs.data.layouts import open_dataset
 from fcnxs.data.synth import write_synthetic_voc
 from fcnxs.data.transforms import Augmentation
+from fcnxs.model.config import MXNET_PREPROCESSING
 
 RECIPES = {
     "whole image (original)": Augmentation(),

@@ -60,9 +60,9 @@ def run_engine(engine: str, model_path: str, image: np.ndarray, runs: int, work:
     model = fcnxs.load_model(model_path).eval()
     x = model.preprocess(image)
     if engine.startswith("fcnxs segment"):
-        from fcnxs.segmenter import Segmenter
+        from fcnxs.inference.segmenter import Segmenter
 
-        segmenter = Segmenter(model, device="cpu", precision=engine.split()[-1], tile=None)
+        segmenter = Segmenter(model, precision=engine.split()[-1], tile=None)
 
         def call():
             call.out = segmenter.scores(image)
@@ -85,7 +85,7 @@ def run_engine(engine: str, model_path: str, image: np.ndarray, runs: int, work:
     else:
         import onnxruntime
 
-        from fcnxs.export import export_onnx
+        from fcnxs.apps.export import export_onnx
 
         onnx_path = work / "model.onnx"
         if not onnx_path.exists():

@@ -33,7 +33,7 @@ def describe_machine() -> str:
 def bf16_is_native() -> bool:
     import torch
 
-    from fcnxs.precision import native_on_cpu
+    from fcnxs.core.precision import native_on_cpu
 
     return native_on_cpu(torch.bfloat16)
 

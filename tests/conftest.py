@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import fcnxs
-from fcnxs import precision
+from fcnxs.core import precision
 
 
 @pytest.fixture(scope="session")

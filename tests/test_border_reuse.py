@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 import fcnxs
-from fcnxs import border_reuse, precision
-from fcnxs.architecture import TRUNK, Conv
-from fcnxs.border_reuse import (
+from fcnxs.core import precision
+from fcnxs.inference import border_reuse
+from fcnxs.inference.border_reuse import (
     MIN_SAVING,
     BorderReuse,
     Window,
@@ -17,7 +19,8 @@ from fcnxs.border_reuse import (
     tile_plan,
     tile_span,
 )
-from fcnxs.config import CAFFE_SEMANTICS
+from fcnxs.model.architecture import TRUNK, Conv
+from fcnxs.model.config import CAFFE_SEMANTICS
 
 
 def _agreement(reference: torch.Tensor, got: torch.Tensor) -> tuple[float, float]:
@@ -68,7 +71,7 @@ def test_reuse_gives_the_dense_outputs_call_after_call(fcn8s_model, semantics):
     if semantics == "caffe":
         model = fcnxs.FCN(model.config.replace(semantics=CAFFE_SEMANTICS)).eval()
         model.load_state_dict(fcn8s_model.state_dict())
-    model = model.to(memory_format=torch.channels_last)
+    model = copy.deepcopy(model).to(memory_format=torch.channels_last)
     reuse = BorderReuse(model)
     generator = torch.Generator().manual_seed(0)
     with torch.inference_mode():
@@ -77,7 +80,7 @@ def test_reuse_gives_the_dense_outputs_call_after_call(fcn8s_model, semantics):
                 x = torch.randn(1, 3, height, width, generator=generator) * 60
                 relative, equal = _agreement(model(x), reuse(x))
                 assert relative < 1e-4 and equal > 0.999
-    assert len(reuse._sizes) >= 1
+    assert reuse.cache_info().sizes_kept >= 1
 
 
 @pytest.mark.parametrize("cpu", ["this CPU", "a CPU without native bf16"])
@@ -92,8 +95,7 @@ def test_bf16_reuse_matches_dense_bf16(fcn8s_model, cpu, request):
             got = reuse(x)
     relative, equal = _agreement(dense, got)
     assert got.dtype == dense.dtype and relative < 2e-2 and equal > 0.98
-    packed = sum(kept.convs.nbytes for kept in reuse._sizes.values())
-    assert (packed > 0) == precision.native_on_cpu(torch.bfloat16)
+    assert (reuse.cache_info().packed_bytes > 0) == precision.native_on_cpu(torch.bfloat16)
 
 
 @pytest.mark.slow
@@ -119,7 +121,7 @@ def test_the_memory_budget_keeps_only_the_newest_size(fcn8s_model):
         for side in (40, 44):
             for _ in range(3):
                 reuse(torch.zeros(1, 3, side, side))
-    assert len(reuse._sizes) == 1
+    assert reuse.cache_info().sizes_kept == 1
 
 
 @pytest.mark.parametrize("ceil", [False, True])
@@ -144,4 +146,4 @@ def test_sizes_seen_once_are_bounded(fcn8s_model, monkeypatch):
     with torch.inference_mode():
         for side in (40, 41, 42, 43, 44):
             reuse(torch.zeros(1, 3, side, side))
-    assert len(reuse._seen) <= 2
+    assert reuse.cache_info().sizes_seen <= 2

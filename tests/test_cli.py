@@ -7,7 +7,7 @@ from PIL import Image
 
 import fcnxs
 from fcnxs.cli import main
-from fcnxs.palette import voc_colormap
+from fcnxs.core.palette import voc_colormap
 from helpers import random_image
 
 

@@ -16,8 +16,8 @@ from PIL import Image
 import fcnxs
 from fcnxs.cli import main
 from fcnxs.data.synth import write_synthetic_voc
-from fcnxs.inputs import expand_inputs
-from fcnxs.training import TrainSettings
+from fcnxs.inference.inputs import expand_inputs
+from fcnxs.training.loop import TrainSettings
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from fcnxs.cli import main
-from fcnxs.config import MXNET_PREPROCESSING
+from fcnxs.core.errors import FcnxsError
 from fcnxs.data.classes import VOC, ClassList, read_classes_file, write_classes_file
 from fcnxs.data.dataset import (
     BadSample,
@@ -17,11 +17,11 @@ from fcnxs.data.dataset import (
     pad_collate,
     start_epoch,
 )
+from fcnxs.data.images import write_label_png
 from fcnxs.data.layouts import open_dataset
 from fcnxs.data.synth import write_synthetic_voc
 from fcnxs.data.transforms import Augmentation, CutOff, crop_or_pad
-from fcnxs.errors import FcnxsError
-from fcnxs.images import write_label_png
+from fcnxs.model.config import MXNET_PREPROCESSING
 
 
 def _pairs(rng, n, h=30, w=40, classes=21):

@@ -3,8 +3,8 @@ import re
 
 import pytest
 
+from fcnxs.apps.demo import DemoRecipe
 from fcnxs.cli import main
-from fcnxs.demo import DemoRecipe
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from PIL import Image
 import fcnxs
 from fcnxs.cli import main
 from fcnxs.data.synth import write_synthetic_voc
-from fcnxs.metrics import ConfusionMatrix, compute_scores
-from fcnxs.report import report_dict
+from fcnxs.evaluation.metrics import ConfusionMatrix, compute_scores
+from fcnxs.evaluation.report import report_dict
 
 
 def _straightforward(truths, preds, n):

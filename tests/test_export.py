@@ -3,8 +3,8 @@ import onnxruntime
 import pytest
 
 import fcnxs
+from fcnxs.apps.export import read_onnx_config
 from fcnxs.cli import main
-from fcnxs.export import read_onnx_config
 
 pytestmark = pytest.mark.slow
 

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 from writers import REFERENCE_OFFSETS
 
-from fcnxs.config import ARCHS, CAFFE_SEMANTICS, ModelConfig, Semantics
-from fcnxs.geometry import (
+from fcnxs.model.config import ARCHS, CAFFE_SEMANTICS, ModelConfig, Semantics
+from fcnxs.model.geometry import (
     Window,
     derive_crop_offsets,
     feature_sizes,

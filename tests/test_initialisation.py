@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 import fcnxs
-from fcnxs.initialisation import bilinear_kernel, bilinear_upsampler_weight
+from fcnxs.model.initialisation import bilinear_kernel, bilinear_upsampler_weight
 
 
 def test_bilinear_kernel_values():

@@ -1,9 +1,11 @@
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import fcnxs
-from fcnxs.config import ARCHS, CAFFE_SEMANTICS, Semantics
+from fcnxs.model.config import ARCHS, CAFFE_SEMANTICS, Semantics
 from helpers import meta_model, random_image
 
 PARAMETERS = {"fcn32s": 136_152_917, "fcn16s": 134_815_994, "fcn8s": 134_489_759}
@@ -98,14 +100,14 @@ def test_preprocessing_follows_the_configuration():
     )
     torch.testing.assert_close(x[0], expected)
     caffe = fcnxs.build_model("fcn32s", num_classes=2, seed=0,
-                              preprocessing=fcnxs.config.CAFFE_PREPROCESSING)  # fmt: skip
+                              preprocessing=fcnxs.model.config.CAFFE_PREPROCESSING)  # fmt: skip
     bgr = image.permute(2, 0, 1).float().flip(0)
     torch.testing.assert_close(
         caffe.preprocess(image.numpy())[0],
         bgr - torch.tensor([104.00699, 116.66877, 122.67892]).view(3, 1, 1),
     )
     tv = fcnxs.build_model(
-        "fcn32s", num_classes=2, preprocessing=fcnxs.config.TORCHVISION_PREPROCESSING
+        "fcn32s", num_classes=2, preprocessing=fcnxs.model.config.TORCHVISION_PREPROCESSING
     )
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
@@ -115,7 +117,7 @@ def test_preprocessing_follows_the_configuration():
 
 
 def test_fc6_as_a_matrix_product_gives_the_convolutions_values_and_gradients():
-    from fcnxs.model import _conv_by_matmul
+    from fcnxs.model.fcn import _conv_by_matmul
 
     conv = torch.nn.Conv2d(6, 10, 7)
     generator = torch.Generator().manual_seed(0)
@@ -133,19 +135,17 @@ def test_fc6_as_a_matrix_product_gives_the_convolutions_values_and_gradients():
 
 
 def test_training_on_a_cpu_runs_fc6_as_a_matrix_product(fcn8s_model, monkeypatch):
-    from fcnxs import model as model_module
+    from fcnxs.model import fcn as model_module
 
     calls = []
     real = model_module._conv_by_matmul
     monkeypatch.setattr(model_module, "_conv_by_matmul", lambda c, t: calls.append(1) or real(c, t))
     x = torch.randn(1, 3, 40, 52, generator=torch.Generator().manual_seed(1)) * 50
+    model = copy.deepcopy(fcn8s_model)
     with torch.no_grad():
-        evaluated = fcn8s_model(x)
-        fcn8s_model.dropout = 0.0
-        try:
-            trained = fcn8s_model.train()(x)
-        finally:
-            fcn8s_model.eval().dropout = None
+        evaluated = model(x)
+        model.dropout = 0.0
+        trained = model.train()(x)
     assert len(calls) == 1
     torch.testing.assert_close(
         trained, evaluated, rtol=1e-4, atol=1e-4 * evaluated.abs().max().item()

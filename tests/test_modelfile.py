@@ -8,7 +8,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import fcnxs
-from fcnxs.atomic import atomic_path
+from fcnxs.core.atomic import atomic_path
 from helpers import random_image
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fcnxs import precision
 from fcnxs.cli import main
+from fcnxs.core import precision
 
 
 def test_fp32_and_gpus_never_warn():

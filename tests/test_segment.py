@@ -1,5 +1,6 @@
 """fcnxs segment on every kind of input a user has, large images in tiles, and the API."""
 
+import copy
 import warnings
 
 import numpy as np
@@ -9,8 +10,8 @@ from PIL import Image
 
 import fcnxs
 from fcnxs.cli import main
-from fcnxs.images import open_image
-from fcnxs.segmenter import Segmenter, mean_color
+from fcnxs.data.images import open_image
+from fcnxs.inference.segmenter import Segmenter, mean_color
 from helpers import png_header
 
 
@@ -161,20 +162,32 @@ def test_overlay_logits_and_probabilities(tmp_path, model_file, rng):
 
 @pytest.mark.slow
 def test_tiles_agree_with_the_whole_image(fcn8s_model, rng):
-    with torch.no_grad():  # a model whose argmax varies across the image
-        fcn8s_model_state = {k: v.clone() for k, v in fcn8s_model.state_dict().items()}
+    model = copy.deepcopy(fcn8s_model)  # a model whose argmax varies across the image
+    with torch.no_grad():
         for name in ("score", "score_pool4", "score_pool3"):
-            torch.nn.init.normal_(fcn8s_model.get_submodule(name).weight, std=0.01)
-    try:
-        image = _rgb(rng, 210, 300)
-        whole = Segmenter(fcn8s_model, device="cpu", tile=None).scores(image)
-        tiled = Segmenter(fcn8s_model, device="cpu", tile=128).scores(image)
-        assert len(torch.unique(whole.argmax(0))) > 1
-        agreement = (whole.argmax(0) == tiled.argmax(0)).float().mean()
-        assert agreement >= 0.995
-        assert (whole - tiled).abs().max() <= 1e-2 * whole.abs().max()
-    finally:
-        fcn8s_model.load_state_dict(fcn8s_model_state)
+            torch.nn.init.normal_(model.get_submodule(name).weight, std=0.01)
+    image = _rgb(rng, 210, 300)
+    whole = Segmenter(model, tile=None).scores(image)
+    tiled = Segmenter(model, tile=128).scores(image)
+    assert len(torch.unique(whole.argmax(0))) > 1
+    agreement = (whole.argmax(0) == tiled.argmax(0)).float().mean()
+    assert agreement >= 0.995
+    assert (whole - tiled).abs().max() <= 1e-2 * whole.abs().max()
+
+
+def test_a_segmenter_leaves_the_model_as_it_was_and_keeps_its_cache(fcn8s_model, rng):
+    model = copy.deepcopy(fcn8s_model).train()
+    before = {k: (v.clone(), v.stride()) for k, v in model.state_dict().items()}
+    segmenter = Segmenter(model, tile=None)
+    image = _rgb(rng, 40, 44)
+    first = segmenter.scores(image)
+    for _ in range(2):  # dense, then the border kept and reused: the same scores
+        again = segmenter.scores(image)
+        torch.testing.assert_close(again, first, rtol=0, atol=1e-4 * first.abs().max().item())
+    assert segmenter.cache_info().sizes_kept == 1 and segmenter.cache_info().sizes_seen == 1
+    assert model.training and torch.backends.cudnn.benchmark is False
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, before[name][0]) and tensor.stride() == before[name][1]
 
 
 def test_decompression_bomb_guard_stays_on_with_an_option_to_raise_it(tmp_path, model_file, capsys):
@@ -206,7 +219,7 @@ def test_max_pixels_admits_images_beyond_pillows_own_limit(tmp_path):
 
 
 def test_tiled_images_show_their_progress(fcn8s_model, rng, capsys):
-    Segmenter(fcn8s_model, device="cpu", tile=64).scores(_rgb(rng, 150, 140))
+    Segmenter(fcn8s_model, tile=64).scores(_rgb(rng, 150, 140))
     assert "140×150 in 2×2 tiles: 2/2" in capsys.readouterr().err
 
 

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 import fcnxs
+from fcnxs.apps.service import Limits, create_app
 from fcnxs.cli import main
-from fcnxs.segmenter import Segmenter
-from fcnxs.service import Limits, create_app
+from fcnxs.inference.segmenter import Segmenter
 from helpers import png_header, serving
 
 
@@ -47,7 +47,7 @@ class HeldSegmenter(Segmenter):
 
 @pytest.fixture(scope="module")
 def segmenter(fcn8s_model) -> Segmenter:
-    return Segmenter(fcn8s_model, device="cpu")
+    return Segmenter(fcn8s_model)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,7 @@ def test_twenty_concurrent_requests_are_all_answered_with_their_own_mask(segment
 
 
 def test_a_full_queue_answers_503_and_shutdown_finishes_what_is_running(fcn8s_model, rng):
-    held = HeldSegmenter(fcn8s_model, device="cpu")
+    held = HeldSegmenter(fcn8s_model)
     png = _png_bytes(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8))
     with ThreadPoolExecutor(2) as pool:
         with serving(create_app(held, Limits(workers=1, queue=1))) as url:

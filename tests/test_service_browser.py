@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnxs.segmenter import Segmenter
-from fcnxs.service import create_app
+from fcnxs.apps.service import create_app
+from fcnxs.inference.segmenter import Segmenter
 from helpers import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -36,7 +36,7 @@ def test_an_image_dropped_on_the_page_shows_its_overlay_and_legend(fcn8s_model, 
     rgb = np.stack([x * 255 // 160, y * 255 // 120, (x * y) % 256], -1).astype(np.uint8)
     photo = tmp_path / "street.png"
     Image.fromarray(rgb).save(photo)
-    app = create_app(Segmenter(fcn8s_model, device="cpu"))
+    app = create_app(Segmenter(fcn8s_model))
     with serving(app) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         try:

@@ -14,6 +14,7 @@ import torch
 import fcnxs
 from fcnxs.cli import main
 from fcnxs.data.synth import write_synthetic_voc
+from fcnxs.training.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -128,7 +129,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(four, tmp
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "non-finite loss" in err and err.strip().count("\n") == 0
-    model, state = __import__("fcnxs.checkpoints").checkpoints.load_checkpoint(run)
+    model, state = load_checkpoint(run)
     assert state["position"]["global_step"] >= 1
     assert all(torch.isfinite(t).all() for t in model.state_dict().values())
 

@@ -11,13 +11,13 @@ The public API::
     fcnxs.save_model(model, "out.safetensors")
 """
 
-from fcnxs.config import ModelConfig, Preprocessing, Semantics
-from fcnxs.errors import FcnxsError
-from fcnxs.inference import segment, segment_paths
-from fcnxs.initialisation import TransferReport, build_model, transfer
-from fcnxs.model import FCN
-from fcnxs.modelfile import save_model
-from fcnxs.sources import load_model, start_model
+from fcnxs.core.errors import FcnxsError
+from fcnxs.inference.api import segment, segment_paths
+from fcnxs.model.config import ModelConfig, Preprocessing, Semantics
+from fcnxs.model.fcn import FCN
+from fcnxs.model.initialisation import TransferReport, build_model, transfer
+from fcnxs.model.modelfile import save_model
+from fcnxs.model.sources import load_model, start_model
 
 __version__ = "0.1.0"
 

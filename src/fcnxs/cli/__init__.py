@@ -27,7 +27,7 @@ from fcnxs.cli import (
 )
 from fcnxs.cli.common import report_error
 from fcnxs.cli.options import Parser
-from fcnxs.errors import FcnxsError
+from fcnxs.core.errors import FcnxsError
 
 COMMANDS = (demo, segment, train, evaluate, export, serve, convert, create, info, data)
 

@@ -6,13 +6,16 @@ import argparse
 import sys
 from typing import TextIO
 
+import torch
+
 from fcnxs.cli.options import CLASS_COUNT, NON_NEGATIVE
-from fcnxs.config import ARCHS
+from fcnxs.core.distributed import pick_device
+from fcnxs.core.precision import emulation_warning
 from fcnxs.data.layouts import Dataset, open_dataset
-from fcnxs.model import FCN
-from fcnxs.precision import emulation_warning
-from fcnxs.segmenter import Segmenter
-from fcnxs.sources import Weights, detect_format, load_model, model_from_weights, read_weights
+from fcnxs.inference.segmenter import Segmenter
+from fcnxs.model.config import ARCHS
+from fcnxs.model.fcn import FCN
+from fcnxs.model.sources import Weights, detect_format, load_model, model_from_weights, read_weights
 
 MODEL_HELP = (
     "a model: an fcnxs .safetensors, an MXNet checkpoint (the .params, the -symbol.json, or "
@@ -55,14 +58,10 @@ def open_model(args: argparse.Namespace) -> FCN:
 def open_segmenter(args: argparse.Namespace, **options) -> Segmenter:
     """``--model`` ready for images on ``--device`` in ``--precision``, saying on stderr when
     that precision will run emulated (slow) rather than quietly choosing another."""
-    segmenter = Segmenter(
-        open_model(args),
-        device=args.device,
-        precision=args.precision,
-        tile=args.tile,
-        **options,
-    )
-    warning = emulation_warning(segmenter.precision, segmenter.torch_device)
+    # The command owns its model: it may move it, in the memory format oneDNN runs fastest.
+    model = open_model(args).to(pick_device(args.device), memory_format=torch.channels_last)
+    segmenter = Segmenter(model, precision=args.precision, tile=args.tile, **options)
+    warning = emulation_warning(segmenter.precision, segmenter.device)
     if warning:
         print(warning, file=sys.stderr, flush=True)
     return segmenter

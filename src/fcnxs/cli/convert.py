@@ -6,10 +6,10 @@ import argparse
 
 from fcnxs.cli.common import add_agreement_arguments, describe
 from fcnxs.cli.options import output_file
-from fcnxs.collisions import refuse_replacing
-from fcnxs.errors import FcnxsError
-from fcnxs.modelfile import save_model
-from fcnxs.sources import model_from_weights, read_weights
+from fcnxs.core.collisions import refuse_replacing
+from fcnxs.core.errors import FcnxsError
+from fcnxs.model.modelfile import save_model
+from fcnxs.model.sources import model_from_weights, read_weights
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fcnxs.atomic import write_text
 from fcnxs.cli.common import add_dataset_arguments, open_dataset_from
 from fcnxs.cli.options import POSITIVE, PROBABILITY, integer, output_dir, output_file
-from fcnxs.collisions import refuse_replacing
+from fcnxs.core.atomic import write_text
+from fcnxs.core.collisions import refuse_replacing
+from fcnxs.core.errors import FcnxsError
 from fcnxs.data.check import check_dataset, format_report
 from fcnxs.data.layouts import open_dataset
 from fcnxs.data.synth import write_synthetic_voc
-from fcnxs.errors import FcnxsError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

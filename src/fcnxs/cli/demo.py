@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from fcnxs.apps.demo import DemoRecipe, run_demo
 from fcnxs.cli.options import POSITIVE, integer, output_dir, real
-from fcnxs.demo import DemoRecipe, run_demo
-from fcnxs.training import TRAINING_PRECISIONS
+from fcnxs.training.loop import TRAINING_PRECISIONS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fcnxs import distributed
 from fcnxs.cli.common import (
     MODEL_HELP,
     add_agreement_arguments,
@@ -14,15 +13,16 @@ from fcnxs.cli.common import (
     open_model,
 )
 from fcnxs.cli.options import NON_NEGATIVE, output_dir, output_file
-from fcnxs.collisions import refuse_replacing
+from fcnxs.core import distributed
+from fcnxs.core.collisions import refuse_replacing
 from fcnxs.data.layouts import Dataset
-from fcnxs.evaluation import (
+from fcnxs.evaluation.evaluate import (
     evaluate_model,
     evaluate_predictions,
     prediction_file,
     prediction_path,
 )
-from fcnxs.report import confusion_path, format_table, report_dict, write_report
+from fcnxs.evaluation.report import confusion_path, format_table, report_dict, write_report
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from fcnxs.apps.export import OPSET, OPSETS, check_onnx, export_onnx, external_data_path, min_side
 from fcnxs.cli.common import MODEL_HELP, open_model
 from fcnxs.cli.options import NON_NEGATIVE, integer, output_file
-from fcnxs.collisions import refuse_replacing
-from fcnxs.errors import FcnxsError
-from fcnxs.export import OPSET, OPSETS, check_onnx, export_onnx, external_data_path, min_side
+from fcnxs.core.collisions import refuse_replacing
+from fcnxs.core.errors import FcnxsError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

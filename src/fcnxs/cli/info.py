@@ -9,9 +9,9 @@ import sys
 
 from fcnxs.cli.common import MODEL_HELP, describe
 from fcnxs.cli.options import NON_NEGATIVE
-from fcnxs.geometry import crop_offsets
-from fcnxs.modelfile import read_model_config
-from fcnxs.sources import detect_format, model_from_weights, read_weights
+from fcnxs.model.geometry import crop_offsets
+from fcnxs.model.modelfile import read_model_config
+from fcnxs.model.sources import detect_format, model_from_weights, read_weights
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

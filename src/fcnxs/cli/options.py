@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from fcnxs.palette import MAX_CLASSES
+from fcnxs.core.palette import MAX_CLASSES
 
 
 class Parser(argparse.ArgumentParser):

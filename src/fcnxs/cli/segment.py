@@ -25,15 +25,14 @@ from fcnxs.cli.common import (
     report_error,
 )
 from fcnxs.cli.options import POSITIVE, output_dir
-from fcnxs.collisions import refuse_replacing
-from fcnxs.errors import FcnxsError, OutputError
-from fcnxs.images import write_label_png
-from fcnxs.inference import labels_of
-from fcnxs.inputs import expand_inputs
-from fcnxs.outputs import npy_stream, overlay_image, write_overlay
-from fcnxs.precision import PRECISIONS
-from fcnxs.progress import progress
-from fcnxs.segmenter import Segmenter
+from fcnxs.core.collisions import refuse_replacing
+from fcnxs.core.errors import FcnxsError, OutputError
+from fcnxs.core.precision import PRECISIONS
+from fcnxs.core.progress import progress
+from fcnxs.data.images import write_label_png
+from fcnxs.inference.inputs import expand_inputs
+from fcnxs.inference.outputs import npy_stream, overlay_image, write_overlay
+from fcnxs.inference.segmenter import Segmenter, labels_of
 
 PREFETCH = 2
 

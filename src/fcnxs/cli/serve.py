@@ -7,8 +7,8 @@ import socket
 
 from fcnxs.cli.common import add_model_arguments, add_tile_argument, open_segmenter
 from fcnxs.cli.options import NON_NEGATIVE, PORT, POSITIVE, real
-from fcnxs.errors import FcnxsError
-from fcnxs.precision import PRECISIONS
+from fcnxs.core.errors import FcnxsError
+from fcnxs.core.precision import PRECISIONS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from fcnxs.service import Limits, create_app
+        from fcnxs.apps.service import Limits, create_app
     except ImportError:
         raise FcnxsError("serve needs FastAPI and uvicorn: pip install 'fcnxs[serve]'") from None
     check_address(args.host, args.port)  # before minutes of model loading, not after

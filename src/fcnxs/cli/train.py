@@ -6,15 +6,15 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from fcnxs import distributed
-from fcnxs.checkpoints import BEST, RUN_SETTINGS, read_settings
 from fcnxs.cli.common import add_dataset_arguments
 from fcnxs.cli.options import NON_NEGATIVE, POSITIVE, PROBABILITY, output_dir, real
-from fcnxs.config import ARCHS
-from fcnxs.errors import FcnxsError
-from fcnxs.pipeline import STAGES
-from fcnxs.pipeline import run_pipeline as run_pipeline_stages
-from fcnxs.training import ON_RESUME, TRAINING_PRECISIONS, TrainSettings, train
+from fcnxs.core import distributed
+from fcnxs.core.errors import FcnxsError
+from fcnxs.model.config import ARCHS
+from fcnxs.training.checkpoints import BEST, RUN_SETTINGS, read_settings
+from fcnxs.training.loop import ON_RESUME, TRAINING_PRECISIONS, TrainSettings, train
+from fcnxs.training.pipeline import STAGES
+from fcnxs.training.pipeline import run_pipeline as run_pipeline_stages
 
 
 def _add_validation_arguments(p: argparse.ArgumentParser) -> None:

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fcnxs.core.errors import FcnxsError
+from fcnxs.core.palette import VOID_LABEL
+from fcnxs.core.progress import progress
 from fcnxs.data.dataset import load_pair
 from fcnxs.data.layouts import Dataset
-from fcnxs.errors import FcnxsError
-from fcnxs.palette import VOID_LABEL
-from fcnxs.progress import progress
 
 
 @dataclass

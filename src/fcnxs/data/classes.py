@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fcnxs.atomic import write_text
-from fcnxs.errors import file_error
-from fcnxs.palette import MAX_CLASSES, VOC_CLASSES, voc_colormap
+from fcnxs.core.atomic import write_text
+from fcnxs.core.errors import file_error
+from fcnxs.core.palette import MAX_CLASSES, VOC_CLASSES, voc_colormap
 
 CLASSES_FILE = "classes.txt"
 

@@ -16,14 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
-from fcnxs.config import Preprocessing
+from fcnxs.core.errors import FcnxsError, file_error
+from fcnxs.core.palette import VOID_LABEL
+from fcnxs.data.images import read_image
 from fcnxs.data.labels import read_label
 from fcnxs.data.layouts import Dataset
 from fcnxs.data.transforms import Augmentation, crop_or_pad
-from fcnxs.errors import FcnxsError, file_error
-from fcnxs.images import read_image
-from fcnxs.palette import VOID_LABEL
-from fcnxs.preprocessing import as_rgb_array, normalise
+from fcnxs.model.config import Preprocessing
+from fcnxs.model.preprocessing import as_rgb_array, normalise
 
 
 def load_pair(dataset: Dataset, index: int) -> tuple[np.ndarray, np.ndarray]:

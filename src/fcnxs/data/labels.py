@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from fcnxs.core.errors import file_error
+from fcnxs.core.palette import VOID_LABEL, voc_colormap
 from fcnxs.data.classes import ClassList
-from fcnxs.errors import file_error
-from fcnxs.palette import VOID_LABEL, voc_colormap
 
 VOID_COLOR = voc_colormap(256)[VOID_LABEL]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fcnxs.core.errors import FcnxsError, file_error
 from fcnxs.data.classes import CLASSES_FILE, VOC, ClassList, read_classes_file
-from fcnxs.errors import FcnxsError, file_error
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".mat")

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fcnxs.atomic import save_image, write_text
+from fcnxs.core.atomic import save_image, write_text
+from fcnxs.core.palette import VOID_LABEL, voc_colormap
 from fcnxs.data.classes import CLASSES_FILE, ClassList, write_classes_file
-from fcnxs.images import write_label_png
-from fcnxs.palette import VOID_LABEL, voc_colormap
+from fcnxs.data.images import write_label_png
 
 SHAPES = ("disc", "box", "triangle", "bar", "ring")
 SYNTH_CLASSES = ClassList(("background", *SHAPES), tuple(voc_colormap(len(SHAPES) + 1)))

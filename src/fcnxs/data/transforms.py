@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from fcnxs.palette import VOID_LABEL
+from fcnxs.core.palette import VOID_LABEL
 
 Pair = tuple[np.ndarray, np.ndarray]
 Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], Pair]

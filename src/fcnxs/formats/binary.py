@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import struct
 
-from fcnxs.errors import FcnxsError, file_error
+from fcnxs.core.errors import FcnxsError, file_error
 
 
 class BinaryReader:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fcnxs.errors import file_error
+from fcnxs.core.errors import file_error
 from fcnxs.formats.protobuf_wire import LENGTH, fields, floats, packed_varints
 
 LAYER, V1_LAYER = 100, 2

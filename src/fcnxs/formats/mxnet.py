@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from fcnxs.errors import FcnxsError, file_error
+from fcnxs.core.errors import FcnxsError, file_error
 from fcnxs.formats.binary import BinaryReader
 
 LIST_MAGIC = 0x112

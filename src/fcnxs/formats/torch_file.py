@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from fcnxs.errors import file_error
+from fcnxs.core.errors import file_error
 
 
 def load_weights_only(path: str | Path, what: str) -> Any:

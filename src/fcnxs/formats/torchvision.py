@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from fcnxs.errors import file_error
+from fcnxs.core.errors import file_error
 from fcnxs.formats.torch_file import load_weights_only
 
 VGG16_CONVS = (

@@ -1,0 +1,123 @@
+"""The native model file: one ``.safetensors`` holding the weights and the configuration.
+
+Metadata keys: ``format`` = "fcnxs-model", ``format_version`` = "1", and ``config``, the
+JSON `ModelConfig`. The file is plain safetensors, readable by any safetensors reader;
+loading it never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from fcnxs.core.atomic import atomic_path
+from fcnxs.core.errors import OutputError, file_error
+from fcnxs.model.config import ModelConfig
+from fcnxs.model.fcn import FCN, empty_model
+
+FORMAT = "fcnxs-model"
+FORMAT_VERSION = "1"
+
+
+def save_model(model: FCN, path: str | os.PathLike) -> Path:
+    """Write ``model`` to ``path`` atomically (a reader never sees a partial file)."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_json(),
+    }
+    with atomic_path(path) as tmp:
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+        except SafetensorError as exc:  # its I/O errors come as text: "... (os error 28)"
+            reason = str(exc).rsplit("I/O error: ", 1)[-1]
+            message = f"{os.fspath(path)}: could not write ({reason})"
+            raise OutputError(message, _errno(reason)) from None
+    return Path(path)
+
+
+def _errno(reason: str) -> int | None:
+    match = re.search(r"os error (\d+)", reason)
+    return int(match.group(1)) if match else None
+
+
+def read_model_config(path: str | os.PathLike) -> ModelConfig:
+    """The configuration stored in a native model file, checked against the names and
+    shapes of the tensors it holds (the file's header), without reading the weights."""
+    handle, config = _open(path)
+    _check_tensors(path, handle, config)
+    return config
+
+
+def _open(path: str | os.PathLike):
+    path = Path(path)
+    if not path.exists():
+        raise file_error(path, "no such file")
+    if path.is_dir():
+        raise file_error(path, "is a directory, not a model file")
+    if path.stat().st_size == 0:
+        raise file_error(path, "empty file")
+    try:
+        handle = safe_open(str(path), framework="pt")
+    except (SafetensorError, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise file_error(path, f"not a readable safetensors model file ({reason})") from None
+    metadata = handle.metadata() or {}
+    if metadata.get("format") != FORMAT or "config" not in metadata:
+        raise file_error(
+            path, "a safetensors file without an fcnxs configuration (not an fcnxs model file)"
+        )
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise file_error(path, f"unsupported format version {metadata.get('format_version')!r}")
+    try:
+        config = ModelConfig.from_json(metadata["config"])
+    except ValueError as exc:
+        raise file_error(path, f"invalid configuration: {exc}") from None
+    return handle, config
+
+
+def _check_tensors(path, handle, config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The model's expected state (empty tensors); the file's tensor names and shapes must
+    match it exactly."""
+    expected = empty_model(config, device="meta").state_dict()
+    stored = set(handle.keys())
+    missing = sorted(set(expected) - stored)
+    unexpected = sorted(stored - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing tensors {', '.join(missing[:5])}")
+        if unexpected:
+            parts.append(f"unexpected tensors {', '.join(unexpected[:5])}")
+        raise file_error(
+            path, f"does not match its {config.arch} configuration: {'; '.join(parts)}"
+        )
+    for name, target in expected.items():
+        shape = list(handle.get_slice(name).get_shape())
+        if shape != list(target.shape):
+            raise file_error(
+                path, f"tensor {name} has shape {shape}, expected {list(target.shape)}"
+            )
+    return expected
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> FCN:
+    """Load a native model file; every inconsistency is an `FcnxsError` naming the file."""
+    handle, config = _open(path)
+    expected = _check_tensors(path, handle, config)
+    state = {}
+    for name in expected:
+        try:
+            tensor = handle.get_tensor(name)
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            raise file_error(path, f"cannot read tensor {name} ({exc})") from None
+        state[name] = tensor.float()
+    model = empty_model(config)
+    model.load_state_dict(state)
+    return model.to(device).eval()

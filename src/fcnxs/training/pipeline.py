@@ -1,0 +1,45 @@
+"""The staged recipe end to end: FCN-32s from a VGG16, FCN-16s from the best FCN-32s,
+FCN-8s from the best FCN-16s, each in its own run folder under one directory."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from fcnxs.core.distributed import Context
+from fcnxs.data.layouts import open_dataset
+from fcnxs.training.checkpoints import BEST, CHECKPOINT
+from fcnxs.training.loop import DEFAULT_LR, TrainResult, TrainSettings, train
+
+STAGES = ("fcn32s", "fcn16s", "fcn8s")
+
+
+def run_pipeline(
+    base: TrainSettings,
+    out: Path,
+    *,
+    vgg16: str | None,
+    epochs: list[int],
+    lrs: list[float | None],
+    context: Context | None = None,
+) -> dict[str, TrainResult]:
+    """Train the three stages; a finished stage is skipped, an interrupted one resumed."""
+    context = context or Context()
+    open_dataset(**base.train_data)  # a wrong dataset fails now, not after "starting"
+    if base.val_data:
+        open_dataset(**base.val_data)
+    results = {}
+    init = vgg16
+    for arch, stage_epochs, lr in zip(STAGES, epochs, lrs, strict=True):
+        run_dir = out / arch
+        settings = dataclasses.replace(base, arch=arch, init=init, epochs=stage_epochs, lr=lr)
+        resume = (run_dir / CHECKPOINT).is_file()
+        if context.is_main:
+            state = "resuming" if resume else "starting"
+            rate = lr if lr is not None else DEFAULT_LR[arch]
+            print(f"== {arch}: {state}, {stage_epochs} epochs at lr {rate:g}", flush=True)
+        results[arch] = train(settings, run_dir, resume=resume, context=context)
+        if context.is_main:
+            print(f"== {arch}: best validation mIoU {results[arch].best_miou}", flush=True)
+        init = str(run_dir / BEST)
+    return results
