@@ -62,6 +62,8 @@ def run_engine(engine: str, model_path: str, image: np.ndarray, runs: int, work:
     if engine.startswith("fcnxs segment"):
         from fcnxs.inference.segmenter import Segmenter
 
+        # as `fcnxs segment` runs it: the model in channels-last memory
+        model = model.to(memory_format=torch.channels_last)
         segmenter = Segmenter(model, precision=engine.split()[-1], tile=None)
 
         def call():

@@ -17,7 +17,7 @@ import fcnxs
 from fcnxs.cli import main
 from fcnxs.data.synth import write_synthetic_voc
 from fcnxs.inference.inputs import expand_inputs
-from fcnxs.training.loop import TrainSettings
+from fcnxs.training.settings import TrainSettings
 
 
 @pytest.fixture

@@ -37,3 +37,11 @@ def test_export_matches_pytorch_on_several_sizes(tmp_path, model_file, fcn8s_mod
     for i in range(2):
         expected = fcnxs.segment(fcn8s_model, image[i], return_scores=True)[1]
         assert np.abs(scores[i] - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_export_leaves_the_callers_model_as_it_was(tmp_path):
+    from fcnxs.apps.export import export_onnx
+
+    model = fcnxs.build_model("fcn32s", num_classes=2, seed=0).train()
+    export_onnx(model, tmp_path / "m.onnx")
+    assert model.training and model.device.type == "cpu"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -34,10 +35,12 @@ from fcnxs.evaluation.evaluate import evaluate_model
 from fcnxs.evaluation.report import report_dict
 from fcnxs.inference.outputs import overlay_image, write_overlay
 from fcnxs.inference.segmenter import Segmenter, labels_of
-from fcnxs.model.modelfile import load_model
+from fcnxs.model.loading import load_model
 from fcnxs.training.checkpoints import BEST, METRICS
-from fcnxs.training.loop import TrainSettings
 from fcnxs.training.pipeline import STAGES, run_pipeline
+from fcnxs.training.settings import TrainSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,10 @@ class DemoRecipe:
 
 
 def _curves(runs: Path, path: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: its backend is the caller's choice
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (loss_ax, iou_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    loss_ax, iou_ax = fig.subplots(1, 2)
     offset = 0
     for arch in STAGES:
         records = [json.loads(line) for line in (runs / arch / METRICS).read_text().splitlines()]
@@ -90,10 +91,7 @@ def _curves(runs: Path, path: Path) -> None:
     loss_ax.legend()
     iou_ax.legend()
     fig.tight_layout()
-    try:
-        save_figure(fig, path, dpi=100)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 DEMO_FILES = ("data", "runs", "images", "curves.png", "index.html", "summary.json")
@@ -134,7 +132,7 @@ def run_demo(out: Path, recipe: DemoRecipe = DemoRecipe()) -> dict:
         val_fraction=recipe.heldout_images / total,
         seed=recipe.seed,
     )
-    print(f"demo: recipe: {recipe.describe()}", flush=True)
+    log.info("demo: recipe: %s", recipe.describe())
     base = TrainSettings(
         arch=STAGES[0],
         train_data={"root": str(data), "split": "train"},
@@ -157,7 +155,7 @@ def run_demo(out: Path, recipe: DemoRecipe = DemoRecipe()) -> dict:
         model = load_model(runs / arch / BEST)
         result = evaluate_model(model, heldout)
         stage_reports[arch] = report_dict(result.hist, heldout.classes.names, result.num_images)
-        print(f"demo: {arch} held-out mean IoU {stage_reports[arch]['mean_iou']:.3f}", flush=True)
+        log.info("demo: %s held-out mean IoU %.3f", arch, stage_reports[arch]["mean_iou"])
 
     images = out / "images"
     images.mkdir(parents=True)

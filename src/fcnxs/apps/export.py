@@ -3,6 +3,7 @@ classes in the ONNX metadata, checked against PyTorch with ONNX Runtime."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -13,7 +14,7 @@ from torch import nn
 
 from fcnxs.core.atomic import atomic_path
 from fcnxs.core.errors import FcnxsError
-from fcnxs.model.fcn import FCN
+from fcnxs.model.fcn import FCN, evaluating
 from fcnxs.model.geometry import padded_length
 
 OPSET = 17
@@ -53,11 +54,12 @@ def export_onnx(model: FCN, path: str | os.PathLike, opset: int = OPSET) -> Path
     import onnx
 
     path = Path(path)
-    model = model.eval().cpu()
+    if model.device.type != "cpu":  # a copy: the caller's model stays where it is
+        model = copy.deepcopy(model).cpu()
     side = max(min_side(model), 64)
     example = torch.zeros(1, 3, side + 37, side + 53)
     big = sum(p.numel() * 4 for p in model.parameters()) > PROTOBUF_LIMIT
-    with atomic_path(path) as tmp, torch.inference_mode():
+    with atomic_path(path) as tmp, evaluating(model):
         torch.onnx.export(
             _Exportable(model),
             (example,),
@@ -98,8 +100,8 @@ def check_onnx(model: FCN, path: str | os.PathLike, sizes: list[tuple[int, int]]
     for h, w in sizes:
         x = rng.normal(0, 50, (1, 3, h, w)).astype(np.float32)
         (ours,) = session.run(["scores"], {"image": x})
-        with torch.inference_mode():
-            reference = model.eval()(torch.from_numpy(x)).numpy()
+        with evaluating(model):
+            reference = model(torch.from_numpy(x).to(model.device)).cpu().numpy()
         if ours.shape != reference.shape:
             raise FcnxsError(f"{path}: ONNX output {ours.shape} for input {h}×{w}")
         scale = float(np.abs(reference).max())

@@ -9,8 +9,11 @@ away (``| head``), as other command-line tools.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+
+from tqdm import tqdm
 
 from fcnxs import __version__
 from fcnxs.cli import (
@@ -25,8 +28,9 @@ from fcnxs.cli import (
     serve,
     train,
 )
-from fcnxs.cli.common import report_error
+from fcnxs.cli.common import report_error, report_warning
 from fcnxs.cli.options import Parser
+from fcnxs.core import progress
 from fcnxs.core.errors import FcnxsError
 
 COMMANDS = (demo, segment, train, evaluate, export, serve, convert, create, info, data)
@@ -44,12 +48,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Console(logging.Handler):
+    """The library's log records on the terminal: warnings on stderr as one line each,
+    progress lines on stderr, everything else (the tutorial's training lines, the stages
+    of a pipeline, the demo's steps) as plain lines on stdout. tqdm.write keeps a progress
+    bar intact on a terminal."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = self.format(record)
+        if record.levelno >= logging.WARNING:
+            report_warning(message)
+        else:
+            stream = sys.stderr if record.name == progress.__name__ else sys.stdout
+            tqdm.write(message, file=stream)
+            stream.flush()
+
+
+def _show_library_logs() -> None:
+    logger = logging.getLogger("fcnxs")
+    if not any(isinstance(h, _Console) for h in logger.handlers):
+        logger.addHandler(_Console())
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _show_library_logs()
     try:
         return args.run(args) or 0
     except FcnxsError as exc:
-        report_error(str(exc))
+        report_error(exc)
         return exc.exit_status
     except KeyboardInterrupt:
         report_error("interrupted")

@@ -10,12 +10,15 @@ import torch
 
 from fcnxs.cli.options import CLASS_COUNT, NON_NEGATIVE
 from fcnxs.core.distributed import pick_device
+from fcnxs.core.errors import FcnxsError
 from fcnxs.core.precision import emulation_warning
 from fcnxs.data.layouts import Dataset, open_dataset
+from fcnxs.formats.detect import detect_format
 from fcnxs.inference.segmenter import Segmenter
 from fcnxs.model.config import ARCHS
 from fcnxs.model.fcn import FCN
-from fcnxs.model.sources import Weights, detect_format, load_model, model_from_weights, read_weights
+from fcnxs.model.foreign import Weights
+from fcnxs.model.loading import load_model, model_from_weights, read_weights
 
 MODEL_HELP = (
     "a model: an fcnxs .safetensors, an MXNet checkpoint (the .params, the -symbol.json, or "
@@ -23,10 +26,26 @@ MODEL_HELP = (
 )
 
 
-def report_error(message: str) -> None:
-    """The one-line form every user-facing error takes on stderr (a line per problem)."""
+FLAGS = {"root": "--data", "list_file": "--list", "layout": "--format", "classes_file": "--classes"}
+"""Library parameters whose option is not simply --the-same-name."""
+
+
+def flag(parameter: str) -> str:
+    """The command-line option that sets a library parameter."""
+    return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def report_error(error: str | FcnxsError) -> None:
+    """The one-line form every user-facing error takes on stderr (a line per problem),
+    naming options where the library names parameters."""
+    message = error.render(flag) if isinstance(error, FcnxsError) else error
     for line in message.splitlines() or [""]:
         print(f"fcnxs: error: {line}", file=sys.stderr, flush=True)
+
+
+def report_warning(message: str) -> None:
+    """A warning on stderr: ``fcnxs: warning: message``."""
+    print(f"fcnxs: warning: {message}", file=sys.stderr, flush=True)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +82,7 @@ def open_segmenter(args: argparse.Namespace, **options) -> Segmenter:
     segmenter = Segmenter(model, precision=args.precision, tile=args.tile, **options)
     warning = emulation_warning(segmenter.precision, segmenter.device)
     if warning:
-        print(warning, file=sys.stderr, flush=True)
+        report_warning(warning)
     return segmenter
 
 

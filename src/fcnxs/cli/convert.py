@@ -8,8 +8,8 @@ from fcnxs.cli.common import add_agreement_arguments, describe
 from fcnxs.cli.options import output_file
 from fcnxs.core.collisions import refuse_replacing
 from fcnxs.core.errors import FcnxsError
+from fcnxs.model.loading import model_from_weights, read_weights
 from fcnxs.model.modelfile import save_model
-from fcnxs.model.sources import model_from_weights, read_weights
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

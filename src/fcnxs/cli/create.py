@@ -8,8 +8,8 @@ from fcnxs.cli.options import CLASS_COUNT, NON_NEGATIVE, output_file
 from fcnxs.core.collisions import refuse_replacing
 from fcnxs.model.config import ARCHS
 from fcnxs.model.initialisation import build_model
+from fcnxs.model.loading import start_model
 from fcnxs.model.modelfile import save_model
-from fcnxs.model.sources import start_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

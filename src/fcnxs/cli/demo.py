@@ -6,7 +6,7 @@ import argparse
 
 from fcnxs.apps.demo import DemoRecipe, run_demo
 from fcnxs.cli.options import POSITIVE, integer, output_dir, real
-from fcnxs.training.loop import TRAINING_PRECISIONS
+from fcnxs.training.settings import TRAINING_PRECISIONS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "pipeline, evaluates each stage on held-out images, segments some, and writes "
         "DIR/index.html. Under five minutes on a 2-core CPU with bf16.",
     )
-    defaults = DemoRecipe()
+    defaults = DemoRecipe  # its class defaults: an instance would probe the CPU now
     p.add_argument(
         "--out",
         type=output_dir,
@@ -37,7 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lr", type=real(0, open_low=True), default=defaults.lr, help="Adam's learning rate"
     )
-    p.add_argument("--precision", choices=TRAINING_PRECISIONS, default=defaults.precision)
+    p.add_argument(
+        "--precision",
+        choices=TRAINING_PRECISIONS,
+        help="default: bf16 where the CPU computes it natively, else fp32",
+    )
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.set_defaults(run=run)
 
@@ -51,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         epochs=tuple(args.epochs),
         batch_size=args.batch_size,
         lr=args.lr,
-        precision=args.precision,
         seed=args.seed,
+        **({"precision": args.precision} if args.precision else {}),
     )
     summary = run_demo(args.out, recipe)
     ious = ", ".join(f"{arch} {iou:.3f}" for arch, iou in summary["mean_iou"].items())

@@ -9,9 +9,10 @@ import sys
 
 from fcnxs.cli.common import MODEL_HELP, describe
 from fcnxs.cli.options import NON_NEGATIVE
+from fcnxs.formats.detect import detect_format
 from fcnxs.model.geometry import crop_offsets
+from fcnxs.model.loading import model_from_weights, read_weights
 from fcnxs.model.modelfile import read_model_config
-from fcnxs.model.sources import detect_format, model_from_weights, read_weights
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

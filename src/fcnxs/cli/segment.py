@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
     def failed(exc: FcnxsError) -> None:
         nonlocal full
-        report_error(str(exc))
+        report_error(exc)
         if isinstance(exc, OutputError) and exc.out_of_space:
             full = exc
 

@@ -12,9 +12,10 @@ from fcnxs.core import distributed
 from fcnxs.core.errors import FcnxsError
 from fcnxs.model.config import ARCHS
 from fcnxs.training.checkpoints import BEST, RUN_SETTINGS, read_settings
-from fcnxs.training.loop import ON_RESUME, TRAINING_PRECISIONS, TrainSettings, train
+from fcnxs.training.loop import train
 from fcnxs.training.pipeline import STAGES
 from fcnxs.training.pipeline import run_pipeline as run_pipeline_stages
+from fcnxs.training.settings import ON_RESUME, TRAINING_PRECISIONS, TrainSettings
 
 
 def _add_validation_arguments(p: argparse.ArgumentParser) -> None:

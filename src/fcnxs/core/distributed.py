@@ -31,7 +31,7 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise FcnxsError("--device cuda: no CUDA device is available")
+            raise FcnxsError("`device` cuda: no CUDA device is available")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     if name != "cpu":
         raise FcnxsError(f"unknown device {name!r} (expected cpu, cuda or auto)")

@@ -10,15 +10,29 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+from collections.abc import Callable
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 """Write errors that every later write to the same place would repeat."""
+
+
+PARAMETER = re.compile(r"`([a-z_][a-z0-9_]*)`")
+"""How a message names a parameter: `epochs`. Shown plainly by the library, as the
+matching option (--epochs) by the command line."""
 
 
 class FcnxsError(Exception):
     """A problem with the user's input, described in one line."""
 
     exit_status = 2
+
+    def __str__(self) -> str:
+        return self.render(lambda name: name)
+
+    def render(self, name_of: Callable[[str], str]) -> str:
+        """The message with every `parameter` named as ``name_of`` says."""
+        return PARAMETER.sub(lambda m: name_of(m.group(1)), super().__str__())
 
 
 class TrainingFailed(FcnxsError):

@@ -42,6 +42,6 @@ def emulation_warning(precision: str, device: torch.device) -> str | None:
         return None
     cpu = torch.backends.cpu.get_cpu_capability()
     return (
-        f"fcnxs: warning: this CPU ({cpu}) has no native {precision} arithmetic; "
+        f"this CPU ({cpu}) has no native {precision} arithmetic; "
         f"{precision} runs emulated, several times slower than fp32"
     )

@@ -7,7 +7,7 @@ Under torchrun each process takes every world-th sample of the same order.
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -24,6 +24,8 @@ from fcnxs.data.layouts import Dataset
 from fcnxs.data.transforms import Augmentation, crop_or_pad
 from fcnxs.model.config import Preprocessing
 from fcnxs.model.preprocessing import as_rgb_array, normalise
+
+log = logging.getLogger(__name__)
 
 
 def load_pair(dataset: Dataset, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +125,7 @@ def batches(loader: DataLoader) -> Iterator[tuple[torch.Tensor | None, torch.Ten
         if bad and not loader.dataset.skip_bad:
             raise FcnxsError(bad[0])
         for message in bad:
-            print(f"fcnxs: skipping a bad sample: {message}", file=sys.stderr, flush=True)
+            log.warning("skipping a bad sample: %s", message)
         yield images, labels, len(bad)
 
 

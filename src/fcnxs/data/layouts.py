@@ -1,4 +1,4 @@
-"""Where the samples of a dataset are, for each layout users arrive with (DESIGN §4).
+"""Where the samples of a dataset are, for each layout users arrive with (docs/design.md §4).
 
 - VOC 2012: ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png``,
   ``ImageSets/Segmentation/<split>.txt``.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from fcnxs.core.errors import FcnxsError, file_error
 from fcnxs.data.classes import CLASSES_FILE, VOC, ClassList, read_classes_file
+from fcnxs.data.images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".mat")
 
 
@@ -140,13 +140,13 @@ def open_dataset(
     index_files: list[Path] = []
     if images is not None or masks is not None or layout == "folder":
         if images is None or masks is None:
-            raise FcnxsError("a folder dataset needs both --images and --masks")
+            raise FcnxsError("a folder dataset needs both `images` and `masks`")
         samples = folder_samples(Path(images), Path(masks))
         base, name = Path(masks).parent, f"{images} + {masks}"
     else:
         if root is None:
             raise FcnxsError(
-                "name a dataset: --data ROOT with --split or --list, or --images/--masks"
+                "name a dataset: `root` ROOT with `split` or `list_file`, or `images`/`masks`"
             )
         base = Path(root)
         if not base.is_dir():
@@ -161,11 +161,11 @@ def open_dataset(
             kind = layout or detect_layout(base)
             reader = {"voc": voc_samples, "sbd": sbd_samples}.get(kind)
             if reader is None:
-                raise FcnxsError(f"--format {kind} takes --images and --masks, not --data")
+                raise FcnxsError(f"`layout` {kind} takes `images` and `masks`, not `root`")
             samples, name = reader(base, split), f"{base} ({kind} {split})"
             index_files.append(split_file(base, kind, split))
         else:
-            raise FcnxsError("--data needs --split NAME or --list FILE")
+            raise FcnxsError("`root` needs `split` NAME or `list_file` FILE")
     if classes_file is None and (base / CLASSES_FILE).is_file():
         classes_file = base / CLASSES_FILE
     if classes_file is not None:

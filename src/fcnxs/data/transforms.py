@@ -32,7 +32,7 @@ def _offset(rng: np.random.Generator, upper: float) -> int:
 
 @dataclass(frozen=True)
 class CutOff:
-    """The fcn-xs ``cut_off_size`` rule (DESIGN §1), exactly as the original data iterator.
+    """The fcn-xs ``cut_off_size`` rule (docs/design.md §1), exactly as the original data iterator.
 
     If the shorter side exceeds ``size``: a random size×size crop. Else if the longer side
     does: a random square crop whose side is the shorter side. Else: unchanged.

@@ -31,7 +31,7 @@ def check_classes(model: FCN, dataset: Dataset) -> None:
     if model.config.num_classes != len(dataset.classes):
         raise FcnxsError(
             f"the model has {model.config.num_classes} classes, the dataset "
-            f"{len(dataset.classes)} (name its classes with --classes FILE)"
+            f"{len(dataset.classes)} (name its classes with `classes_file`)"
         )
 
 

@@ -1,4 +1,4 @@
-"""The FCN reference metrics (DESIGN §5), from one confusion matrix over the whole set.
+"""The FCN reference metrics (docs/design.md §5), from one confusion matrix over the whole set.
 
 ``hist[true, pred]`` counts pixels whose true label is a class (void 255 is left out).
 Pixel accuracy = trace / total; mean accuracy = nanmean(diag / row sums); IoU per class =

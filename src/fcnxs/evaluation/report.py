@@ -65,16 +65,14 @@ def save_confusion_png(
     hist: np.ndarray, class_names: tuple[str, ...], path: Path, title: str = ""
 ) -> None:
     """Rows (truth) normalised to 1, class names on both axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: its backend is the caller's choice
 
     rows = hist.sum(1, keepdims=True)
     normalised = np.divide(hist, rows, out=np.zeros(hist.shape, float), where=rows > 0)
     n = len(class_names)
     size = max(4.0, 0.38 * n + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.subplots()
     image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), class_names, rotation=90)
     ax.set_yticks(range(n), class_names)
@@ -97,10 +95,7 @@ def save_confusion_png(
     ax.set_title(title or "confusion matrix (rows normalised)")
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    try:
-        save_figure(fig, path, dpi=110)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def confusion_path(json_path: Path) -> Path:

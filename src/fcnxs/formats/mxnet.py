@@ -1,6 +1,6 @@
 """MXNet checkpoints, read without MXNet: ``PREFIX-symbol.json`` and ``PREFIX-EPOCH.params``.
 
-The ``.params`` file is an NDArray list (DESIGN §3): a header, N array records in one of
+The ``.params`` file is an NDArray list (docs/design.md §3): a header, N array records in one of
 four layouts (legacy 2015–2017, V1, V2, V3), then the names. The symbol is a JSON graph;
 from it we take the architecture, the crop offsets, the pool rounding and the upsamplers'
 output padding, because the 2015 symbols and the later ones differ in exactly these.
@@ -192,7 +192,7 @@ def find_checkpoint(source: str | Path, epoch: int | None = None) -> Checkpoint:
     name = source.name
     if m := EPOCH_FILE.match(name):
         if epoch is not None and int(m["epoch"]) != epoch:
-            raise FcnxsError(f"{source}: is epoch {int(m['epoch'])}, but --epoch says {epoch}")
+            raise FcnxsError(f"{source}: is epoch {int(m['epoch'])}, but `epoch` says {epoch}")
         symbol = source.with_name(f"{m['prefix']}-symbol.json")
         return Checkpoint(source, symbol if symbol.exists() else None)
     if name.endswith(".params"):
@@ -202,7 +202,7 @@ def find_checkpoint(source: str | Path, epoch: int | None = None) -> Checkpoint:
     if epoch is not None:
         params = prefix.with_name(f"{prefix.name}-{epoch:04d}.params")
         if not params.exists():
-            raise file_error(params, "no such file (the checkpoint of --epoch)")
+            raise file_error(params, "no such file (the checkpoint of `epoch`)")
     else:
         candidates = sorted(prefix.parent.glob(f"{prefix.name}-[0-9][0-9][0-9][0-9].params"))
         if not candidates:

@@ -1,4 +1,7 @@
-"""torchvision's VGG16 state dict (``vgg16-397923af.pth``), loaded without unpickling code."""
+"""torchvision's VGG16 state dict (``vgg16-397923af.pth``), loaded without unpickling code.
+
+Its ``features.N`` / ``classifier.N`` names are mapped to the FCN's by the model layer
+(`fcnxs.model.foreign`), which knows the trunk."""
 
 from __future__ import annotations
 
@@ -8,23 +11,6 @@ import torch
 
 from fcnxs.core.errors import file_error
 from fcnxs.formats.torch_file import load_weights_only
-
-VGG16_CONVS = (
-    "conv1_1",
-    "conv1_2",
-    "conv2_1",
-    "conv2_2",
-    "conv3_1",
-    "conv3_2",
-    "conv3_3",
-    "conv4_1",
-    "conv4_2",
-    "conv4_3",
-    "conv5_1",
-    "conv5_2",
-    "conv5_3",
-)
-CLASSIFIER = {"0": "fc6", "3": "fc7", "6": "fc8"}
 
 
 def read_torch_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -37,21 +23,3 @@ def read_torch_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     ):
         raise file_error(path, "is not a state dict (a mapping of names to tensors)")
     return {k.removeprefix("module."): v for k, v in state.items()}
-
-
-def vgg16_to_fcnxs_names(state: dict[str, torch.Tensor], path) -> dict[str, torch.Tensor]:
-    """torchvision's ``features.N`` / ``classifier.N`` keys → conv1_1 … fc8."""
-    if any("running_mean" in k for k in state):
-        raise file_error(path, "is a batch-normalised VGG (vgg16_bn), not the FCN's VGG16 trunk")
-    feature_ids = sorted({int(k.split(".")[1]) for k in state if k.startswith("features.")})
-    if len(feature_ids) != len(VGG16_CONVS):
-        raise file_error(path, f"has {len(feature_ids)} feature convolutions, VGG16 has 13")
-    names = {str(i): conv for i, conv in zip(feature_ids, VGG16_CONVS, strict=True)}
-    out = {}
-    for key, tensor in state.items():
-        part, index, kind = [*key.split("."), "", ""][:3]
-        table = names if part == "features" else CLASSIFIER if part == "classifier" else {}
-        if index not in table or kind not in ("weight", "bias"):
-            raise file_error(path, f"unexpected tensor {key!r} for a torchvision VGG16")
-        out[f"{table[index]}.{kind}"] = tensor
-    return out

@@ -1,1 +1,2 @@
-"""TODO"""
+"""Segmenting images: `Segmenter` (any size, in tiles when needed), border reuse and
+packed weights for speed (docs/design.md §6), and what `fcnxs segment` reads and writes."""

@@ -3,7 +3,7 @@
 conv1_1's pad of 100 surrounds every image with a frame of zeros (the mean colour). Every
 position of an early feature map whose receptive field lies in that frame, or reaches
 only the frame and a layer's own zero padding, holds a value that depends on the weights
-and the map size alone: at 375×500 that is 35 % of the trunk's multiply-adds (DESIGN §6).
+and the map size alone: at 375×500 that is 35 % of the trunk's multiply-adds (docs/design.md §6).
 So for each trunk layer we know, by interval arithmetic, the window of positions that
 can see the image. The first image of a size (seen twice, so a one-off size costs
 nothing extra) runs densely and its early feature maps are kept; later images of that

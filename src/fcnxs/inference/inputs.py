@@ -67,7 +67,7 @@ def expand_inputs(inputs: list[str], recursive: bool = False) -> list[tuple[Path
             found = _images_in(path, recursive)
             if not found:
                 where = (
-                    "in it or its subfolders" if recursive else "in it (--recursive looks deeper)"
+                    "in it or its subfolders" if recursive else "in it (`recursive` looks deeper)"
                 )
                 problems.append(f"{text}: a folder with no images {where}")
             items += [(p, p.relative_to(path).with_suffix("")) for p in found]

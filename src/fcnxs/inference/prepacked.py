@@ -1,7 +1,7 @@
 """Convolutions with their weights laid out for oneDNN once, not on every call.
 
 Eager PyTorch hands oneDNN plain weights, which it re-lays out into its blocked format on
-every call: 45 % of fc6's time at 375×500 (DESIGN §6). The layout oneDNN picks depends on
+every call: 45 % of fc6's time at 375×500 (docs/design.md §6). The layout oneDNN picks depends on
 the input's shape, so weights are packed per (layer, input shape, dtype), which suits
 inputs of a size seen before (`fcnxs.inference.border_reuse` calls this for those). ReLU is fused.
 On anything but a CPU with oneDNN, and in a format the CPU only emulates, the plain

@@ -1,4 +1,4 @@
-"""The FCN layer lists, as data (DESIGN §2).
+"""The FCN layer lists, as data (docs/design.md §2).
 
 The model (`fcnxs.model.fcn`) builds its modules from these lists and the geometry
 (`fcnxs.model.geometry`) derives crop offsets and feature-map sizes from the very same lists,
@@ -93,6 +93,14 @@ HEADS: dict[str, Head] = {
 }
 
 
+ARCHS: tuple[str, ...] = tuple(HEADS)
+"""The architectures, coarse to fine: the order of the staged recipe."""
+CROPS: dict[str, tuple[str, ...]] = {
+    arch: (*(skip.crop for skip in head.skips), FINAL_CROP) for arch, head in HEADS.items()
+}
+"""The crop layers of each architecture, named as in the MXNet symbols."""
+
+
 def upsampler_names(arch: str) -> list[str]:
     """The transposed convolutions of an architecture, coarse to fine."""
     return [s.upsampler for s in HEADS[arch].skips] + [FINAL_UPSAMPLER]
@@ -113,7 +121,7 @@ LAYER_NAMES: frozenset[str] = frozenset(
 
 def arch_of(layer_names: set[str] | frozenset[str]) -> str | None:
     """The architecture whose head these layers form, or None for a bare VGG16 trunk."""
-    for arch in ("fcn8s", "fcn16s", "fcn32s"):
+    for arch in reversed(ARCHS):  # the finest head that is complete
         if all(name in layer_names for name in score_names(arch)):
             return arch
     return None

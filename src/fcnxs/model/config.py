@@ -15,14 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fcnxs.core.palette import MAX_CLASSES, default_class_names, voc_colormap
-
-ARCHS: tuple[str, ...] = ("fcn32s", "fcn16s", "fcn8s")
-CROPS: dict[str, tuple[str, ...]] = {
-    "fcn32s": ("upscore",),
-    "fcn16s": ("score_pool4c", "upscore"),
-    "fcn8s": ("score_pool4c", "score_pool3c", "upscore"),
-}
-"""The crop layers of each architecture, named as in the MXNet symbols."""
+from fcnxs.model.architecture import ARCHS, CROPS
 
 
 @dataclass(frozen=True)

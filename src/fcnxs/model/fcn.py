@@ -30,14 +30,19 @@ from fcnxs.model.architecture import (
     Pool,
 )
 from fcnxs.model.config import ModelConfig
-from fcnxs.model.geometry import crop_offsets, padded_length
+from fcnxs.model.geometry import crop_offsets, padded_length, upsampler
 from fcnxs.model.preprocessing import to_input
 
 
 def _upsampler(num_classes: int, stride: int, config: ModelConfig) -> nn.ConvTranspose2d:
-    adj = stride - 1 if config.semantics.upsample_output_padding else 0
+    window = upsampler(stride, config.semantics)
     return nn.ConvTranspose2d(
-        num_classes, num_classes, 2 * stride, stride, output_padding=adj, bias=False
+        num_classes,
+        num_classes,
+        window.kernel,
+        window.stride,
+        output_padding=window.output_padding,
+        bias=False,
     )
 
 

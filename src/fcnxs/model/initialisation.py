@@ -1,4 +1,4 @@
-"""Starting weights: the staged recipe of DESIGN §2.
+"""Starting weights: the staged recipe of docs/design.md §2.
 
 A stage copies every layer its source has (a fully convolutional VGG16 for FCN-32s, the
 coarser FCN for FCN-16s and FCN-8s); new score layers start at zero, so the new stage

@@ -107,8 +107,9 @@ def _check_tensors(path, handle, config: ModelConfig) -> dict[str, torch.Tensor]
     return expected
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> FCN:
-    """Load a native model file; every inconsistency is an `FcnxsError` naming the file."""
+def read_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> FCN:
+    """The one reader of native model files; every inconsistency is an `FcnxsError` naming
+    the file. (`fcnxs.model.loading.load_model` reads every format.)"""
     handle, config = _open(path)
     expected = _check_tensors(path, handle, config)
     state = {}

@@ -26,7 +26,7 @@ from fcnxs.core.atomic import atomic_file, atomic_path, write_text
 from fcnxs.core.errors import OutputError, file_error
 from fcnxs.formats.torch_file import load_weights_only
 from fcnxs.model.fcn import FCN
-from fcnxs.model.modelfile import load_model, save_model
+from fcnxs.model.modelfile import read_model, save_model
 
 CHECKPOINT = "checkpoint.pt"
 RUN_SETTINGS = "run.json"
@@ -95,7 +95,7 @@ def load_checkpoint(run_dir: Path) -> tuple[FCN, dict[str, Any]]:
     if not path.is_file():
         raise file_error(path, "no checkpoint to resume from (did the first save happen?)")
     state = load_weights_only(path, "a training checkpoint")
-    return load_model(run_dir / state["weights"]), state
+    return read_model(run_dir / state["weights"]), state
 
 
 def _is_run_file(name: str) -> bool:
@@ -123,8 +123,8 @@ def check_new_run(run_dir: Path, overwrite: bool = False) -> None:
     if CHECKPOINT in names and not overwrite:
         raise file_error(
             run_dir,
-            f"holds a training run; continue it with --resume {run_dir}, or start it again "
-            "with --overwrite",
+            f"holds a training run; continue it with `resume` {run_dir}, or start it again "
+            "with `overwrite`",
         )
 
 

@@ -1,18 +1,17 @@
 """Training one stage of the staged recipe, resumable and multi-process.
 
-Read top to bottom: `train` prepares the model, optimiser and data (fresh or from the
-run's checkpoint), then runs epochs of `_train_epoch`; after every epoch it validates and
-saves. Defaults follow the fcn-xs tutorial: SGD, momentum 0.99, weight decay 5e-4, whole
-images one at a time, a per-pixel mean loss at 1e-4 / 1e-5 / 1e-6 for FCN-32s / 16s / 8s,
-void pixels ignored, and the final upsampler (``bigscore``) never updated.
+Read top to bottom: `train` checks everything, prepares the model, optimiser and data
+(fresh or from the run's checkpoint) into one `Run`, then runs epochs of `_train_epoch`;
+after every epoch it validates and saves. The loss ignores void pixels, and the final
+upsampler (``bigscore``) is never updated (docs/design.md §1). What is asked of the run is
+`TrainSettings` (settings.py); what it keeps on disk, checkpoints.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import sys
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,98 +20,25 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from fcnxs.core.distributed import Context, sum_over_processes
-from fcnxs.core.errors import FcnxsError, OutputError, TrainingFailed
+from fcnxs.core.errors import OutputError, TrainingFailed
 from fcnxs.core.palette import VOID_LABEL
 from fcnxs.core.precision import emulation_warning
+from fcnxs.core.progress import progress
 from fcnxs.data.dataset import SegmentationData, batches, make_loader, start_epoch
 from fcnxs.data.layouts import Dataset, open_dataset
-from fcnxs.data.transforms import Augmentation
 from fcnxs.evaluation.evaluate import check_classes, evaluate_model
 from fcnxs.evaluation.report import report_dict
 from fcnxs.model.architecture import FINAL_UPSAMPLER
 from fcnxs.model.config import ModelConfig
 from fcnxs.model.fcn import FCN
 from fcnxs.model.initialisation import build_model
-from fcnxs.model.sources import start_model
+from fcnxs.model.loading import start_model
 from fcnxs.training import checkpoints
+from fcnxs.training.settings import TrainSettings, check_same_recipe
 
-DEFAULT_LR = {"fcn32s": 1e-4, "fcn16s": 1e-5, "fcn8s": 1e-6}
-TRAINING_PRECISIONS = ("fp32", "bf16")
-ON_RESUME = ("epochs", "workers", "log_every", "save_every")
-"""The settings a resumed run may change: how long it runs and how, not what it learns."""
-
-
-@dataclass
-class TrainSettings:
-    """Everything a run needs; stored as run.json so that ``--resume`` needs nothing else."""
-
-    arch: str
-    train_data: dict[str, Any]
-    """Keyword arguments of `open_dataset` (the DATASET-OPTIONS)."""
-    val_data: dict[str, Any] | None = None
-    init: str | None = None
-    epochs: int = 1
-    lr: float | None = None
-    optimizer: str = "sgd"
-    momentum: float = 0.99
-    weight_decay: float = 5e-4
-    loss_reduction: str = "mean"
-    batch_size: int = 1
-    cut_off_size: int | None = None
-    scale: tuple[float, float] | None = None
-    flip: bool = False
-    crop_size: int | None = None
-    dropout: float | None = None
-    precision: str = "fp32"
-    workers: int = 2
-    seed: int = 0
-    save_every: int | None = None
-    log_every: int = 50
-    skip_bad: bool = False
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.arch]
-
-    def augmentation(self) -> Augmentation:
-        scale = tuple(self.scale) if self.scale else None
-        return Augmentation(self.cut_off_size, scale, self.flip, self.crop_size)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> TrainSettings:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in names})
-
-    def validate(self) -> None:
-        """Every value in its range, before anything is read or written."""
-        low, high = self.scale or (1.0, 1.0)
-        checks = [
-            (self.epochs >= 1, "--epochs must be at least 1"),
-            (self.batch_size >= 1, "--batch-size must be at least 1"),
-            (self.learning_rate > 0, "--lr must be positive"),
-            (self.loss_reduction in ("sum", "mean"), "--loss-reduction is sum or mean"),
-            (self.precision in TRAINING_PRECISIONS, "--precision is fp32 or bf16"),
-            (self.optimizer in ("sgd", "adam"), "--optimizer is sgd or adam"),
-            (0 <= self.momentum < 1, "--momentum must be in [0, 1)"),
-            (self.weight_decay >= 0, "--weight-decay must be at least 0"),
-            (0 < low <= high, "--scale takes LOW HIGH with 0 < LOW ≤ HIGH"),
-            (self.dropout is None or 0 <= self.dropout < 1, "--dropout must be in [0, 1)"),
-            (self.workers >= 0, "--workers must be at least 0"),
-            (self.log_every >= 1, "--log-every must be at least 1"),
-        ]
-        for name in ("cut_off_size", "crop_size", "save_every"):
-            value = getattr(self, name)
-            option = "--" + name.replace("_", "-")
-            checks.append((value is None or value >= 1, f"{option} must be at least 1"))
-        for ok, message in checks:
-            if not ok:
-                raise FcnxsError(message)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -125,6 +51,22 @@ class Position:
     best_miou: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     epoch_stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Run:
+    """Everything a running stage holds, passed around as one."""
+
+    settings: TrainSettings
+    run_dir: Path
+    context: Context
+    model: FCN
+    network: torch.nn.Module
+    """The model, or its DistributedDataParallel wrapper under torchrun."""
+    optimizer: torch.optim.Optimizer
+    loader: torch.utils.data.DataLoader
+    position: Position
+    metrics: checkpoints.MetricsLog
 
 
 @dataclass
@@ -149,14 +91,15 @@ def _initial_model(settings: TrainSettings, dataset: Dataset, context: Context) 
         settings.arch, settings.init, num_classes=len(classes), seed=settings.seed
     )
     if context.is_main:
-        print(report, flush=True)
+        log.info("%s", report)
     config = model.config.replace(class_names=classes.names, colors=classes.colors)
     model.config = config
     return model
 
 
 def _optimizer(settings: TrainSettings, model: FCN) -> torch.optim.Optimizer:
-    getattr(model, FINAL_UPSAMPLER).weight.requires_grad_(False)  # never updated (DESIGN §1)
+    # The final upsampler is never updated (docs/design.md §1).
+    getattr(model, FINAL_UPSAMPLER).weight.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     # The fused kernels update 134 M parameters 5-10x faster than the default on a CPU.
     common = {"lr": settings.learning_rate, "weight_decay": settings.weight_decay, "fused": True}
@@ -176,18 +119,15 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, settings: TrainSettings, c
     return total * context.world / pixels.clamp(min=1)
 
 
-def _save(
-    run_dir: Path, model: FCN, optimizer, position: Position, settings: TrainSettings, best: bool
-) -> None:
+def _save(run: Run, best: bool) -> None:
     state = {
-        "optimizer": optimizer.state_dict(),
-        "position": dataclasses.asdict(position),
+        "optimizer": run.optimizer.state_dict(),
+        "position": dataclasses.asdict(run.position),
         "rng": torch.get_rng_state(),
-        "settings": settings.to_dict(),
+        "settings": run.settings.to_dict(),
     }
-    _kept(checkpoints.save_checkpoint, run_dir)(
-        run_dir, model, state, position.global_step, best=best
-    )
+    save = _kept(checkpoints.save_checkpoint, run.run_dir)
+    save(run.run_dir, run.model, state, run.position.global_step, best=best)
 
 
 def _kept(write, run_dir: Path):
@@ -199,7 +139,7 @@ def _kept(write, run_dir: Path):
         except OutputError as exc:
             raise TrainingFailed(
                 f"{exc}; the run stops, keeping its last complete checkpoint in {run_dir} "
-                "(free some space, then --resume)"
+                "(free some space, then `resume`)"
             ) from None
 
     return guarded
@@ -212,24 +152,6 @@ def digest(model: FCN) -> str:
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def _check_same_recipe(settings: TrainSettings, run_dir: Path) -> None:
-    """A resumed run goes on as it started: only `ON_RESUME` settings may differ."""
-    saved = TrainSettings.from_dict(checkpoints.read_settings(run_dir))
-    for name in (f.name for f in dataclasses.fields(TrainSettings)):
-        ours, theirs = getattr(settings, name), getattr(saved, name)
-        if name in (*ON_RESUME, "init") or _same(ours, theirs):
-            continue
-        raise FcnxsError(
-            f"{run_dir}: started with {name} {theirs!r}, not {ours!r}; a resumed run keeps "
-            f"its recipe and data (only {', '.join(ON_RESUME)} may change)"
-        )
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal once JSON has made tuples lists."""
-    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
 
 
 def train(
@@ -252,7 +174,7 @@ def train(
     val_set = open_dataset(**settings.val_data) if settings.val_data else None
 
     if resume:
-        _check_same_recipe(settings, run_dir)
+        check_same_recipe(settings, run_dir)
         model, saved = checkpoints.load_checkpoint(run_dir)
         position = Position(**saved["position"])
     else:
@@ -270,19 +192,17 @@ def train(
             checkpoints.clear_run(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         checkpoints.write_settings(run_dir, settings.to_dict())
-    warning = emulation_warning(settings.precision, context.device)
-    if warning and context.is_main:
-        print(warning, file=sys.stderr, flush=True)
+        warning = emulation_warning(settings.precision, context.device)
+        if warning:
+            log.warning("%s", warning)
     model.dropout = settings.dropout
     model.to(context.device)
     optimizer = _optimizer(settings, model)
     if resume:
         optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["rng"])
-    log = checkpoints.MetricsLog(run_dir, enabled=context.is_main)
-    log.truncate_after(position.global_step)
-    network = DistributedDataParallel(model) if context.world > 1 else model
-
+    metrics = checkpoints.MetricsLog(run_dir, enabled=context.is_main)
+    metrics.truncate_after(position.global_step)
     data = SegmentationData(
         train_set,
         model.config.preprocessing,
@@ -290,16 +210,26 @@ def train(
         seed=settings.seed,
         skip_bad=settings.skip_bad,
     )
-    loader = make_loader(
-        data,
-        batch_size=settings.batch_size,
-        workers=settings.workers,
-        rank=context.rank,
-        world=context.world,
+    run = Run(
+        settings,
+        run_dir,
+        context,
+        model,
+        DistributedDataParallel(model) if context.world > 1 else model,
+        optimizer,
+        make_loader(
+            data,
+            batch_size=settings.batch_size,
+            workers=settings.workers,
+            rank=context.rank,
+            world=context.world,
+        ),
+        position,
+        metrics,
     )
     while position.epoch < settings.epochs:
-        start_epoch(loader, position.epoch, skip_batches=position.batch)
-        _train_epoch(network, model, loader, optimizer, position, settings, context, log, run_dir)
+        start_epoch(run.loader, position.epoch, skip_batches=position.batch)
+        _train_epoch(run)
         record = {
             "kind": "epoch",
             "epoch": position.epoch,
@@ -318,58 +248,49 @@ def train(
         position.history.append(record)
         position.epoch, position.batch, position.epoch_stats = position.epoch + 1, 0, {}
         if context.is_main:
-            _save(run_dir, model, optimizer, position, settings, best=improved)
-            _kept(log.write, run_dir)(record, position.global_step)
-            print(_epoch_line(record), flush=True)
+            _save(run, best=improved)
+            _kept(metrics.write, run_dir)(record, position.global_step)
+            log.info("%s", _epoch_line(record))
     if context.world > 1:
-        print(f"fcnxs: rank {context.rank} final weights {digest(model)}", flush=True)
+        log.info("rank %d final weights %s", context.rank, digest(model))
     return TrainResult(run_dir, position.best_miou, position.history)
 
 
-def _train_epoch(
-    network,
-    model: FCN,
-    loader,
-    optimizer,
-    position: Position,
-    settings: TrainSettings,
-    context: Context,
-    log,
-    run_dir: Path,
-) -> None:
-    model.train()
+def _train_epoch(run: Run) -> None:
+    """One epoch (the rest of it, after a resume) of steps, logging every ``log_every``."""
+    settings, context, position = run.settings, run.context, run.position
+    run.model.train()
     stats = position.epoch_stats or {"loss_sum": 0.0, "correct": 0.0, "pixels": 0.0, "batches": 0.0}
     position.epoch_stats = stats
-    use_bar = context.is_main and sys.stderr.isatty()
-    bar = tqdm(
-        total=len(loader),
-        desc=f"epoch {position.epoch}",
-        unit="batch",
-        disable=not use_bar,
-        initial=0,
-        dynamic_ncols=True,
-    )
     tick, tick_samples = time.perf_counter(), 0
     autocast = torch.autocast(
         context.device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16"
     )
-    for images, labels, skipped in batches(loader):
+    steps = progress(
+        batches(run.loader),
+        len(run.loader),
+        f"epoch {position.epoch}",
+        unit="batch",
+        show=context.is_main,
+    )
+    for images, labels, skipped in steps:
         stats["skipped"] = stats.get("skipped", 0.0) + skipped
         if images is None:  # every sample of the batch was bad and skipped
             position.batch += 1
             continue
         images, labels = images.to(context.device), labels.to(context.device)
         with autocast:
-            logits = network(images)
+            logits = run.network(images)
         loss = _loss(logits, labels, settings, context)
         if not torch.isfinite(loss):
             raise TrainingFailed(
                 f"non-finite loss ({loss.item()}) at epoch {position.epoch} batch "
-                f"{position.batch}; lower --lr? The last good checkpoint is kept in {run_dir}"
+                f"{position.batch}; lower `lr`? The last good checkpoint is kept in "
+                f"{run.run_dir}"
             )
-        optimizer.zero_grad(set_to_none=True)
+        run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        run.optimizer.step()
 
         valid = labels != VOID_LABEL
         stats["correct"] += float((logits.argmax(1) == labels)[valid].sum())
@@ -381,17 +302,17 @@ def _train_epoch(
         position.batch += 1
         position.global_step += 1
         tick_samples += len(images) * context.world
-        bar.update(1)
-        bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['accuracy']:.4f}")
         if position.batch % settings.log_every == 0 and context.is_main:
             speed = tick_samples / (time.perf_counter() - tick)
             tick, tick_samples = time.perf_counter(), 0
-            line = (
-                f"Epoch[{position.epoch}] Batch [{position.batch}]\t"
-                f"Speed: {speed:.2f} samples/sec\tTrain-accuracy={stats['accuracy']:.6f}"
+            log.info(
+                "Epoch[%d] Batch [%d]\tSpeed: %.2f samples/sec\tTrain-accuracy=%.6f",
+                position.epoch,
+                position.batch,
+                speed,
+                stats["accuracy"],
             )
-            tqdm.write(line, file=sys.stdout)
-            _kept(log.write, run_dir)(
+            _kept(run.metrics.write, run.run_dir)(
                 {
                     "kind": "train",
                     "epoch": position.epoch,
@@ -405,8 +326,7 @@ def _train_epoch(
             )
         due = settings.save_every and position.global_step % settings.save_every == 0
         if due and context.is_main:
-            _save(run_dir, model, optimizer, position, settings, best=False)
-    bar.close()
+            _save(run, best=False)
 
 
 def _validate(model: FCN, dataset: Dataset, settings: TrainSettings, context: Context) -> dict:

@@ -4,14 +4,19 @@ FCN-8s from the best FCN-16s, each in its own run folder under one directory."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 from fcnxs.core.distributed import Context
 from fcnxs.data.layouts import open_dataset
+from fcnxs.model.architecture import ARCHS
 from fcnxs.training.checkpoints import BEST, CHECKPOINT
-from fcnxs.training.loop import DEFAULT_LR, TrainResult, TrainSettings, train
+from fcnxs.training.loop import TrainResult, train
+from fcnxs.training.settings import DEFAULT_LR, TrainSettings
 
-STAGES = ("fcn32s", "fcn16s", "fcn8s")
+log = logging.getLogger(__name__)
+STAGES = ARCHS
+"""The staged recipe trains the architectures coarse to fine, each from the previous."""
 
 
 def run_pipeline(
@@ -37,9 +42,9 @@ def run_pipeline(
         if context.is_main:
             state = "resuming" if resume else "starting"
             rate = lr if lr is not None else DEFAULT_LR[arch]
-            print(f"== {arch}: {state}, {stage_epochs} epochs at lr {rate:g}", flush=True)
+            log.info("== %s: %s, %d epochs at lr %g", arch, state, stage_epochs, rate)
         results[arch] = train(settings, run_dir, resume=resume, context=context)
         if context.is_main:
-            print(f"== {arch}: best validation mIoU {results[arch].best_miou}", flush=True)
+            log.info("== %s: best validation mIoU %s", arch, results[arch].best_miou)
         init = str(run_dir / BEST)
     return results

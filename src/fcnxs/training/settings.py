@@ -1,0 +1,113 @@
+"""What a training run is asked to do, as data: `TrainSettings`, stored as the run's
+run.json, so that ``--resume RUN_DIR`` needs nothing else; its checks; and which settings a
+resumed run may change.
+
+Defaults follow the fcn-xs tutorial: SGD, momentum 0.99, weight decay 5e-4, whole images
+one at a time, a per-pixel mean loss at 1e-4 / 1e-5 / 1e-6 for FCN-32s / 16s / 8s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fcnxs.core.errors import FcnxsError
+from fcnxs.data.transforms import Augmentation
+from fcnxs.model.architecture import ARCHS
+from fcnxs.training.checkpoints import read_settings
+
+DEFAULT_LR = dict(zip(ARCHS, (1e-4, 1e-5, 1e-6), strict=True))
+"""The tutorial's learning rates with the per-pixel mean loss, coarse to fine."""
+TRAINING_PRECISIONS = ("fp32", "bf16")
+ON_RESUME = ("epochs", "workers", "log_every", "save_every")
+"""The settings a resumed run may change: how long it runs and how, not what it learns."""
+
+
+@dataclass
+class TrainSettings:
+    """Everything a run needs; stored as run.json so that ``--resume`` needs nothing else."""
+
+    arch: str
+    train_data: dict[str, Any]
+    """Keyword arguments of `open_dataset` (the DATASET-OPTIONS)."""
+    val_data: dict[str, Any] | None = None
+    init: str | None = None
+    epochs: int = 1
+    lr: float | None = None
+    optimizer: str = "sgd"
+    momentum: float = 0.99
+    weight_decay: float = 5e-4
+    loss_reduction: str = "mean"
+    batch_size: int = 1
+    cut_off_size: int | None = None
+    scale: tuple[float, float] | None = None
+    flip: bool = False
+    crop_size: int | None = None
+    dropout: float | None = None
+    precision: str = "fp32"
+    workers: int = 2
+    seed: int = 0
+    save_every: int | None = None
+    log_every: int = 50
+    skip_bad: bool = False
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.arch]
+
+    def augmentation(self) -> Augmentation:
+        scale = tuple(self.scale) if self.scale else None
+        return Augmentation(self.cut_off_size, scale, self.flip, self.crop_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainSettings:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+    def validate(self) -> None:
+        """Every value in its range, before anything is read or written."""
+        low, high = self.scale or (1.0, 1.0)
+        checks = [
+            (self.epochs >= 1, "`epochs` must be at least 1"),
+            (self.batch_size >= 1, "`batch_size` must be at least 1"),
+            (self.learning_rate > 0, "`lr` must be positive"),
+            (self.loss_reduction in ("sum", "mean"), "`loss_reduction` is sum or mean"),
+            (self.precision in TRAINING_PRECISIONS, "`precision` is fp32 or bf16"),
+            (self.optimizer in ("sgd", "adam"), "`optimizer` is sgd or adam"),
+            (0 <= self.momentum < 1, "`momentum` must be in [0, 1)"),
+            (self.weight_decay >= 0, "`weight_decay` must be at least 0"),
+            (0 < low <= high, "`scale` takes LOW HIGH with 0 < LOW ≤ HIGH"),
+            (self.dropout is None or 0 <= self.dropout < 1, "`dropout` must be in [0, 1)"),
+            (self.workers >= 0, "`workers` must be at least 0"),
+            (self.log_every >= 1, "`log_every` must be at least 1"),
+        ]
+        for name in ("cut_off_size", "crop_size", "save_every"):
+            value = getattr(self, name)
+            checks.append((value is None or value >= 1, f"`{name}` must be at least 1"))
+        for ok, message in checks:
+            if not ok:
+                raise FcnxsError(message)
+
+
+def check_same_recipe(settings: TrainSettings, run_dir: Path) -> None:
+    """A resumed run goes on as it started: only `ON_RESUME` settings may differ."""
+    saved = TrainSettings.from_dict(read_settings(run_dir))
+    for name in (f.name for f in dataclasses.fields(TrainSettings)):
+        ours, theirs = getattr(settings, name), getattr(saved, name)
+        if name in (*ON_RESUME, "init") or _same(ours, theirs):
+            continue
+        raise FcnxsError(
+            f"{run_dir}: started with {name} {theirs!r}, not {ours!r}; a resumed run keeps "
+            f"its recipe and data (only {', '.join(ON_RESUME)} may change)"
+        )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal once JSON has made tuples lists."""
+    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
