@@ -41,7 +41,9 @@ def test_reports_leave_matplotlibs_backend_alone(tmp_path):
     assert (tmp_path / "r_confusion.png").stat().st_size > 0
 
 
-def test_the_library_logs_and_prints_nothing(capsys, caplog):
+def test_the_library_logs_and_prints_nothing(capsys, caplog, monkeypatch):
+    # as in a program that does not run the command line (which shows fcnxs's records)
+    monkeypatch.setattr(logging.getLogger("fcnxs"), "handlers", [])
     with caplog.at_level(logging.INFO, logger="fcnxs"):
         assert list(progress(range(3), 3, "counting", unit="n")) == [0, 1, 2]
     assert capsys.readouterr() == ("", "")

@@ -27,6 +27,8 @@ def test_native_bf16_is_quiet_and_the_demo_takes_it(monkeypatch):
     monkeypatch.setattr(precision, "native_on_cpu", lambda dtype: True)
     assert precision.emulation_warning("bf16", torch.device("cpu")) is None
     assert precision.fast_precision() == "bf16"
+    # the device that trains decides, not the host's CPU: fp32 on a GPU (bf16 diverged there)
+    assert precision.fast_precision(torch.device("cuda")) == "fp32"
 
 
 def test_segment_in_emulated_bf16_warns_once_and_still_segments(

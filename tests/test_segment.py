@@ -233,3 +233,27 @@ def test_python_api_takes_arrays_images_and_paths(tmp_path, fcn8s_model, rng):
     results = list(fcnxs.segment_paths(fcn8s_model, [tmp_path / "a.png", tmp_path / "b.png"]))
     assert np.array_equal(results[0][1], from_array)
     assert isinstance(results[1][1], fcnxs.FcnxsError) and "b.png" in str(results[1][1])
+
+
+def test_labels_are_the_argmax_of_the_scores_batched_or_not(fcn8s_model, rng):
+    segmenter = Segmenter(fcn8s_model, tile=64)
+    images = [_rgb(rng, 30, 40), _rgb(rng, 30, 40), _rgb(rng, 25, 35), _rgb(rng, 90, 80)]
+    one_by_one = [segmenter.labels(image) for image in images]  # the last one in tiles
+    for image, labels in zip(images, one_by_one, strict=True):
+        assert labels.dtype == np.uint8
+        assert np.array_equal(labels, segmenter.scores(image).argmax(0).numpy())
+    batched = segmenter.labels_batch(images)
+    assert all(np.array_equal(a, b) for a, b in zip(batched, one_by_one, strict=True))
+
+
+def test_segment_in_batches_writes_what_one_at_a_time_writes(tmp_path, model_file, rng):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, (h, w) in enumerate([(30, 40), (30, 40), (30, 40), (25, 35), (30, 40)]):
+        Image.fromarray(_rgb(rng, h, w)).save(folder / f"{i}.png")
+    argv = ["segment", str(folder), "--model", model_file]
+    assert main([*argv, "-o", str(tmp_path / "one")]) == 0
+    assert main([*argv, "-o", str(tmp_path / "three"), "--batch-size", "3"]) == 0
+    for i in range(5):
+        one = np.asarray(Image.open(tmp_path / "one" / f"{i}.png"))
+        assert np.array_equal(one, np.asarray(Image.open(tmp_path / "three" / f"{i}.png")))

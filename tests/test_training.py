@@ -13,8 +13,11 @@ import torch
 
 import fcnxs
 from fcnxs.cli import main
+from fcnxs.core.distributed import Context
+from fcnxs.core.errors import TrainingFailed
 from fcnxs.data.synth import write_synthetic_voc
 from fcnxs.training.checkpoints import load_checkpoint
+from fcnxs.training.loop import REFERENCE_STEPS, Position, check_loss
 
 pytestmark = pytest.mark.slow
 
@@ -175,3 +178,43 @@ def test_train_usage_errors(tmp_path, capsys):
     assert "train needs --arch and --out" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "run.json: no run settings" in capsys.readouterr().err
+
+
+def test_a_diverging_loss_stops_the_run_with_the_likely_fix(tmp_path):
+    position, context = Position(), Context()
+    for _ in range(REFERENCE_STEPS):  # the run's early level: 2.0
+        assert check_loss(torch.tensor(2.0), position, context, tmp_path) == 2.0
+    assert check_loss(torch.tensor(150.0), position, context, tmp_path) == 150.0  # 75×: on
+    with pytest.raises(TrainingFailed) as info:
+        check_loss(torch.tensor(250.0), position, context, tmp_path)
+    message = str(info.value)
+    assert "the loss diverged at epoch 0 batch 0: 250" in message and "\n" not in message
+    assert "lower lr, or train in fp32 (precision)" in message
+    assert info.value.exit_status == 1
+    with pytest.raises(TrainingFailed, match="non-finite loss"):
+        check_loss(torch.tensor(float("nan")), position, context, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[
+                pytest.mark.cuda,
+                pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here"),
+            ],
+        ),
+    ],
+)
+def test_an_extended_run_equals_one_trained_as_long_with_dropout(four, tmp_path, device):
+    """Dropout draws from the device's generator: a resume restores it (on CUDA too)."""
+    straight, extended = tmp_path / "straight", tmp_path / "extended"
+    common = ["--device", device, "--dropout", "0.5", "--batch-size", "2"]
+    assert main(_train_argv(four, straight, common)) == 0
+    assert main(_train_argv(four, extended, [*common, "--epochs", "1"])) == 0
+    assert main(["train", "--resume", str(extended), "--epochs", "2"]) == 0
+    a, b = _weights(straight), _weights(extended)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((extended / "run.json").read_text())["epochs"] == 2

@@ -25,6 +25,7 @@ from PIL import Image
 
 from fcnxs.apps.html_report import write_demo_report
 from fcnxs.core.atomic import save_figure, save_image, write_text
+from fcnxs.core.distributed import Context, pick_device
 from fcnxs.core.errors import file_error
 from fcnxs.core.precision import fast_precision
 from fcnxs.data.dataset import load_pair
@@ -34,7 +35,7 @@ from fcnxs.data.synth import write_synthetic_voc
 from fcnxs.evaluation.evaluate import evaluate_model
 from fcnxs.evaluation.report import report_dict
 from fcnxs.inference.outputs import overlay_image, write_overlay
-from fcnxs.inference.segmenter import Segmenter, labels_of
+from fcnxs.inference.segmenter import Segmenter
 from fcnxs.model.loading import load_model
 from fcnxs.training.checkpoints import BEST, METRICS
 from fcnxs.training.pipeline import STAGES, run_pipeline
@@ -52,7 +53,8 @@ class DemoRecipe:
     epochs: tuple[int, int, int] = (1, 1, 7)
     lr: float = 6e-4
     batch_size: int = 4
-    precision: str = dataclasses.field(default_factory=fast_precision)
+    precision: str = dataclasses.field(default_factory=lambda: fast_precision(pick_device()))
+    """Decided by the device that trains (the GPU when there is one), not the host CPU."""
     seed: int = 0
     show: int = 6
 
@@ -147,25 +149,27 @@ def run_demo(out: Path, recipe: DemoRecipe = DemoRecipe()) -> dict:
         log_every=5,
     )
     runs = out / "runs"
-    run_pipeline(base, runs, vgg16=None, epochs=list(recipe.epochs), lrs=[recipe.lr] * 3)
+    context = Context(device=pick_device())  # the GPU when there is one, as the precision
+    epochs, lrs = list(recipe.epochs), [recipe.lr] * 3
+    run_pipeline(base, runs, vgg16=None, epochs=epochs, lrs=lrs, context=context)
 
     heldout = open_dataset(root=data, split="val")
     stage_reports = {}
     for arch in STAGES:
-        model = load_model(runs / arch / BEST)
-        result = evaluate_model(model, heldout)
+        model = load_model(runs / arch / BEST, device=context.device)
+        result = evaluate_model(model, heldout, context=context)
         stage_reports[arch] = report_dict(result.hist, heldout.classes.names, result.num_images)
         log.info("demo: %s held-out mean IoU %.3f", arch, stage_reports[arch]["mean_iou"])
 
     images = out / "images"
     images.mkdir(parents=True)
-    segmenter = Segmenter(load_model(runs / "fcn8s" / BEST), tile=None)
+    segmenter = Segmenter(load_model(runs / "fcn8s" / BEST, device=context.device), tile=None)
     config = segmenter.model.config
     samples = []
     for index in range(min(recipe.show, len(heldout))):
         sample = heldout.samples[index]
         rgb, truth = load_pair(heldout, index)
-        prediction = labels_of(segmenter.scores(rgb))
+        prediction = segmenter.labels(rgb)
         names = {k: f"images/{sample.id}_{k}.png" for k in ("input", "truth", "prediction")}
         names["overlay"] = f"images/{sample.id}_overlay.jpg"
         save_image(Image.fromarray(rgb), out / names["input"], "PNG")

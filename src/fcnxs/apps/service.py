@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException
 from fcnxs.core.errors import FcnxsError
 from fcnxs.data.images import TooManyPixels, decode_image, label_image
 from fcnxs.inference.outputs import overlay_image
-from fcnxs.inference.segmenter import Segmenter, labels_of
+from fcnxs.inference.segmenter import Segmenter
 
 SEGMENT_PATH = "/v1/segment"
 
@@ -163,7 +163,7 @@ def create_app(segmenter: Segmenter, limits: Limits | None = None) -> FastAPI:
         try:
             image = decode_image(upload.file, name, limits.max_pixels, "the server's --max-pixels")
             rgb = segmenter.load(image)
-            labels = labels_of(segmenter.scores(rgb))
+            labels = segmenter.labels(rgb)
         except TooManyPixels as exc:
             raise HTTPException(413, str(exc)) from None
         except FcnxsError as exc:

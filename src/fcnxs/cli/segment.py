@@ -10,6 +10,7 @@ segmenting images that cannot be written.
 from __future__ import annotations
 
 import argparse
+import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
@@ -35,6 +36,8 @@ from fcnxs.inference.outputs import npy_stream, overlay_image, write_overlay
 from fcnxs.inference.segmenter import Segmenter, labels_of
 
 PREFETCH = 2
+GPU_BATCH = 8
+"""Images of one size run together on a GPU (on a CPU one at a time, with border reuse)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -63,6 +66,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=POSITIVE,
         metavar="N",
         help="decompression-bomb limit (default: Pillow's, about 89 M pixels)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=POSITIVE,
+        metavar="N",
+        help=f"images of one size segmented together (default {GPU_BATCH} on a GPU, 1 on a "
+        "CPU; 1 with --logits or --probabilities)",
     )
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
@@ -148,11 +158,29 @@ def run(args: argparse.Namespace) -> int:
             except FcnxsError as exc:
                 failed(exc)
 
-    with ThreadPoolExecutor(PREFETCH) as decoder, ThreadPoolExecutor(1) as writer:
-        loads = deque(decoder.submit(segmenter.load, path) for path, _ in plans[:PREFETCH])
+    scores_wanted = args.logits or args.probabilities
+    on_gpu = segmenter.device.type != "cpu"
+    batch_size = 1 if scores_wanted else args.batch_size or (GPU_BATCH if on_gpu else 1)
+    ahead = max(PREFETCH, 2 * batch_size)
+    threads = min(os.cpu_count() or 2, 8) if on_gpu else 1  # a CPU's cores run the network
+    batch: list[tuple[dict[str, Path], np.ndarray]] = []
+
+    def flush() -> None:
+        """Segment the images gathered (of one size) at once; hand them to the writers."""
+        if batch:
+            found = segmenter.labels_batch([rgb for _, rgb in batch])
+            for (files, rgb), labels in zip(batch, found, strict=True):
+                pending.append(writer.submit(_write, rgb, labels, files, config))
+            batch.clear()
+
+    with (
+        ThreadPoolExecutor(max(PREFETCH, threads)) as decoder,
+        ThreadPoolExecutor(threads) as writer,
+    ):
+        loads = deque(decoder.submit(segmenter.load, path) for path, _ in plans[:ahead])
         for i, (_, files) in enumerate(progress(plans, len(plans), "segment", unit="img")):
-            if i + PREFETCH < len(plans):
-                loads.append(decoder.submit(segmenter.load, plans[i + PREFETCH][0]))
+            if i + ahead < len(plans):
+                loads.append(decoder.submit(segmenter.load, plans[i + ahead][0]))
             load = loads.popleft()
             collect(wait=False)
             if full is not None:
@@ -162,6 +190,13 @@ def run(args: argparse.Namespace) -> int:
             except FcnxsError as exc:
                 failed(exc)
                 continue
+            if not scores_wanted:
+                if batch and batch[0][1].shape != rgb.shape:
+                    flush()
+                batch.append((files, rgb))
+                if len(batch) == batch_size:
+                    flush()
+                continue
             try:
                 labels = _segment_one(segmenter, rgb, files)
             except FcnxsError as exc:
@@ -169,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
                 failed(exc)
                 continue
             pending.append(writer.submit(_write, rgb, labels, files, config))
+        if full is None:
+            flush()
         for load in loads:
             load.cancel()
         collect(wait=True)

@@ -25,9 +25,11 @@ def segment(
     H×W×3 uint8 RGB array or a path (EXIF orientation applied). ``tile`` ("auto" or a
     size in pixels) runs large images in blended overlapping tiles.
     """
-    scores = Segmenter(model, tile=tile).scores(image)
-    labels = labels_of(scores)
-    return (labels, scores.numpy()) if return_scores else labels
+    segmenter = Segmenter(model, tile=tile)
+    if not return_scores:
+        return segmenter.labels(image)
+    scores = segmenter.scores(image)
+    return labels_of(scores), scores.numpy()
 
 
 def segment_paths(
@@ -37,6 +39,6 @@ def segment_paths(
     segmenter = Segmenter(model, tile=tile)
     for path in paths:
         try:
-            yield path, labels_of(segmenter.scores(path))
+            yield path, segmenter.labels(path)
         except FcnxsError as exc:
             yield path, exc

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,13 @@ class Position:
     best_miou: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     epoch_stats: dict[str, float] = field(default_factory=dict)
+    early_losses: list[float] = field(default_factory=list)
+    """The run's first `REFERENCE_STEPS` losses: the level a diverging run is judged by."""
+
+
+REFERENCE_STEPS = 10
+DIVERGENCE = 100.0
+"""A loss this many times the run's early level means the run has diverged: it stops."""
 
 
 @dataclass
@@ -126,6 +134,8 @@ def _save(run: Run, best: bool) -> None:
         "rng": torch.get_rng_state(),
         "settings": run.settings.to_dict(),
     }
+    if run.context.device.type == "cuda":  # the exact resume needs the GPU's generators too
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
     save = _kept(checkpoints.save_checkpoint, run.run_dir)
     save(run.run_dir, run.model, state, run.position.global_step, best=best)
 
@@ -201,6 +211,8 @@ def train(
     if resume:
         optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["rng"])
+        if "cuda_rng" in saved and context.device.type == "cuda":
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
     metrics = checkpoints.MetricsLog(run_dir, enabled=context.is_main)
     metrics.truncate_after(position.global_step)
     data = SegmentationData(
@@ -256,12 +268,57 @@ def train(
     return TrainResult(run_dir, position.best_miou, position.history)
 
 
+class _Tally:
+    """An epoch's pixel counts, summed on the device and read (one synchronisation) only
+    when logged or saved, so that a GPU step does not wait for the host."""
+
+    def __init__(self, stats: dict[str, float], device: torch.device) -> None:
+        self.stats = stats
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.pixels = torch.zeros((), dtype=torch.int64, device=device)
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        valid = labels != VOID_LABEL
+        self.correct += ((logits.argmax(1) == labels) & valid).sum()
+        self.pixels += valid.sum()
+
+    def fold(self) -> dict[str, float]:
+        """The stats with the device's counts added in."""
+        stats = self.stats
+        stats["correct"] += float(self.correct)
+        stats["pixels"] += float(self.pixels)
+        self.correct.zero_()
+        self.pixels.zero_()
+        stats["accuracy"] = stats["correct"] / max(stats["pixels"], 1.0)
+        return stats
+
+
+def check_loss(loss: torch.Tensor, position: Position, context: Context, run_dir: Path) -> float:
+    """The step's loss over all processes (the same on each, so that all stop together);
+    a non-finite loss, or one `DIVERGENCE` times the run's early level, stops the run."""
+    value = float(sum_over_processes(loss.detach().reshape(1), context)[0]) / context.world
+    where = f"at epoch {position.epoch} batch {position.batch}"
+    kept = f"The last good checkpoint is kept in {run_dir}"
+    if not math.isfinite(value):
+        raise TrainingFailed(f"non-finite loss ({value}) {where}; lower `lr`? {kept}")
+    early = position.early_losses
+    if len(early) >= REFERENCE_STEPS and value > DIVERGENCE * (level := sum(early) / len(early)):
+        raise TrainingFailed(
+            f"the loss diverged {where}: {value:.4g}, over {DIVERGENCE:g}× its early level "
+            f"{level:.4g}; lower `lr`, or train in fp32 (`precision`). {kept}"
+        )
+    if len(early) < REFERENCE_STEPS:
+        early.append(value)
+    return value
+
+
 def _train_epoch(run: Run) -> None:
     """One epoch (the rest of it, after a resume) of steps, logging every ``log_every``."""
     settings, context, position = run.settings, run.context, run.position
     run.model.train()
     stats = position.epoch_stats or {"loss_sum": 0.0, "correct": 0.0, "pixels": 0.0, "batches": 0.0}
     position.epoch_stats = stats
+    tally = _Tally(stats, context.device)
     tick, tick_samples = time.perf_counter(), 0
     autocast = torch.autocast(
         context.device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16"
@@ -278,30 +335,26 @@ def _train_epoch(run: Run) -> None:
         if images is None:  # every sample of the batch was bad and skipped
             position.batch += 1
             continue
-        images, labels = images.to(context.device), labels.to(context.device)
+        images = images.to(context.device, non_blocking=True)
+        labels = labels.to(context.device, non_blocking=True)
         with autocast:
             logits = run.network(images)
         loss = _loss(logits, labels, settings, context)
-        if not torch.isfinite(loss):
-            raise TrainingFailed(
-                f"non-finite loss ({loss.item()}) at epoch {position.epoch} batch "
-                f"{position.batch}; lower `lr`? The last good checkpoint is kept in "
-                f"{run.run_dir}"
-            )
+        value = check_loss(loss, position, context, run.run_dir)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
 
-        valid = labels != VOID_LABEL
-        stats["correct"] += float((logits.argmax(1) == labels)[valid].sum())
-        stats["pixels"] += float(valid.sum())
-        stats["loss_sum"] += loss.item() / context.world
+        tally.add(logits.detach(), labels)
+        stats["loss_sum"] += value
         stats["batches"] += 1
         stats["loss"] = stats["loss_sum"] / stats["batches"]
-        stats["accuracy"] = stats["correct"] / max(stats["pixels"], 1.0)
         position.batch += 1
         position.global_step += 1
         tick_samples += len(images) * context.world
+        due = settings.save_every and position.global_step % settings.save_every == 0
+        if (position.batch % settings.log_every == 0 or due) and context.is_main:
+            tally.fold()
         if position.batch % settings.log_every == 0 and context.is_main:
             speed = tick_samples / (time.perf_counter() - tick)
             tick, tick_samples = time.perf_counter(), 0
@@ -324,9 +377,9 @@ def _train_epoch(run: Run) -> None:
                 },
                 position.global_step,
             )
-        due = settings.save_every and position.global_step % settings.save_every == 0
         if due and context.is_main:
             _save(run, best=False)
+    tally.fold()
 
 
 def _validate(model: FCN, dataset: Dataset, settings: TrainSettings, context: Context) -> dict:
