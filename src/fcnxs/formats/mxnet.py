@@ -115,7 +115,7 @@ class SymbolInfo:
     layers: dict[str, str]
     """Name → op of every node with parameters (Convolution, Deconvolution)."""
     crop_offsets: dict[str, int]
-    """Keyed by the crop's role: score_pool4c, score_pool3c, upscore."""
+    """Keyed by the layer each crop cuts (score_pool4, score_pool3, bigscore in fcn-xs)."""
     pool_rounding: str
     output_padding: bool
     num_classes: int | None
@@ -123,9 +123,6 @@ class SymbolInfo:
 
 def _tuple(text: str | None) -> tuple[int, ...]:
     return tuple(int(v) for v in re.findall(r"-?\d+", text or ""))
-
-
-CROP_ROLES = {"score_pool4": "score_pool4c", "score_pool3": "score_pool3c", "bigscore": "upscore"}
 
 
 def read_mxnet_symbol(path: str | Path) -> SymbolInfo:
@@ -158,14 +155,12 @@ def read_mxnet_symbol(path: str | Path) -> SymbolInfo:
             num_classes = int(a["num_filter"]) if "num_filter" in a else num_classes
         if op == "Crop":
             source = nodes[node["inputs"][0][0]].get("name")
-            if source not in CROP_ROLES:
-                raise file_error(path, f"crop {name} of unexpected layer {source!r}")
             if a.get("center_crop", "False").lower() in ("true", "1"):
                 raise file_error(path, f"crop {name} is a centre crop; FCN crops use offsets")
             offset = _tuple(a.get("offset")) or (0, 0)
             if len(set(offset)) != 1:
                 raise file_error(path, f"crop {name} has different offsets per axis {offset}")
-            offsets[CROP_ROLES[source]] = offset[0]
+            offsets[source] = offset[0]
     if len(roundings) > 1 or len(paddings) > 1:
         raise file_error(path, "mixes pooling conventions or upsampler paddings")
     return SymbolInfo(

@@ -93,6 +93,11 @@ HEADS: dict[str, Head] = {
 }
 
 
+CROP_OF: dict[str, str] = {
+    **{skip.score: skip.crop for skip in (POOL4_SKIP, POOL3_SKIP)},
+    FINAL_UPSAMPLER: FINAL_CROP,
+}
+"""The crop that cuts each layer's output (the crops' names in the MXNet symbols)."""
 ARCHS: tuple[str, ...] = tuple(HEADS)
 """The architectures, coarse to fine: the order of the staged recipe."""
 CROPS: dict[str, tuple[str, ...]] = {

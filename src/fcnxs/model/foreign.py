@@ -17,7 +17,7 @@ from fcnxs.core.errors import file_error
 from fcnxs.formats.caffe import read_caffe_blobs
 from fcnxs.formats.mxnet import find_checkpoint, read_mxnet_params, read_mxnet_symbol
 from fcnxs.formats.torchvision import read_torch_state_dict
-from fcnxs.model.architecture import CROPS, LAYER_NAMES, TRUNK, arch_of, upsampler_names
+from fcnxs.model.architecture import CROP_OF, CROPS, LAYER_NAMES, TRUNK, arch_of, upsampler_names
 from fcnxs.model.config import (
     CAFFE_PREPROCESSING,
     CAFFE_SEMANTICS,
@@ -114,12 +114,17 @@ def _mxnet_weights(source, epoch, symbol) -> Weights:
             f"describes {arch_of(set(info.layers)) or 'a VGG16'}, but "
             f"{checkpoint.params} holds {arch or 'a VGG16'}",
         )
+    crops = {}
+    for layer, offset in info.crop_offsets.items():
+        if layer not in CROP_OF:
+            raise file_error(symbol_path, f"crops an unexpected layer {layer!r}")
+        crops[CROP_OF[layer]] = offset
     offsets = None
     if arch is not None:
-        if set(info.crop_offsets) != set(CROPS[arch]):
+        if set(crops) != set(CROPS[arch]):
             raise file_error(symbol_path, f"lacks the crops of an {arch} ({CROPS[arch]})")
-        if info.crop_offsets != derive_crop_offsets(arch):
-            offsets = dict(info.crop_offsets)
+        if crops != derive_crop_offsets(arch):
+            offsets = crops
     weights.semantics = Semantics(
         pool_rounding=info.pool_rounding,
         upsample_output_padding=info.output_padding,
