@@ -235,6 +235,7 @@ def test_python_api_takes_arrays_images_and_paths(tmp_path, fcn8s_model, rng):
     assert isinstance(results[1][1], fcnxs.FcnxsError) and "b.png" in str(results[1][1])
 
 
+@pytest.mark.slow
 def test_labels_are_the_argmax_of_the_scores_batched_or_not(fcn8s_model, rng):
     segmenter = Segmenter(fcn8s_model, tile=64)
     images = [_rgb(rng, 30, 40), _rgb(rng, 30, 40), _rgb(rng, 25, 35), _rgb(rng, 90, 80)]
