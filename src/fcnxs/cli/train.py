@@ -80,13 +80,19 @@ def _add_recipe_arguments(p: argparse.ArgumentParser, per_stage: bool) -> None:
         default=None,
         help="skip unreadable samples, counting them",
     )
+    g.add_argument(
+        "--class-weights",
+        metavar="median-frequency|inverse-frequency|FILE",
+        help="weight the loss per class, computed over the training set (or one number per "
+        "class in FILE); recorded in run.json",
+    )
     g.add_argument("--device", default="auto", help="cpu, cuda or auto")
 
 
 RECIPE = (
     "optimizer", "momentum", "weight_decay", "loss_reduction", "batch_size", "cut_off_size",
     "scale", "flip", "crop_size", "dropout", "precision", "workers", "seed", "save_every",
-    "log_every", "skip_bad",
+    "log_every", "skip_bad", "class_weights",
 )  # fmt: skip
 """The recipe options that map one to one onto `TrainSettings` fields."""
 

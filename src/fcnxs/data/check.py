@@ -10,6 +10,7 @@ import numpy as np
 from fcnxs.core.errors import FcnxsError
 from fcnxs.core.palette import VOID_LABEL
 from fcnxs.core.progress import progress
+from fcnxs.data.class_weights import median_frequency
 from fcnxs.data.dataset import load_pair
 from fcnxs.data.layouts import Dataset
 
@@ -21,6 +22,9 @@ class DatasetReport:
     min_size: tuple[int, int] | None = None
     max_size: tuple[int, int] | None = None
     pixel_counts: np.ndarray | None = None
+    """Pixels of each class over the dataset (void left out)."""
+    present_pixels: np.ndarray | None = None
+    """Per class, the non-void pixels of the images in which the class appears."""
     void_pixels: int = 0
 
     @property
@@ -32,6 +36,7 @@ def check_dataset(dataset: Dataset) -> DatasetReport:
     """Every sample is read exactly as training reads it; each failure is one problem."""
     report = DatasetReport(num_samples=len(dataset))
     counts = np.zeros(len(dataset.classes), dtype=np.int64)
+    present = np.zeros(len(dataset.classes), dtype=np.int64)
     areas = []
     for index in progress(range(len(dataset)), len(dataset), "check", unit="img"):
         try:
@@ -41,14 +46,16 @@ def check_dataset(dataset: Dataset) -> DatasetReport:
             continue
         h, w = label.shape
         areas.append((h * w, h, w))
-        counts += np.bincount(label[label != VOID_LABEL].ravel(), minlength=len(counts))[
-            : len(counts)
-        ]
+        here = np.bincount(label[label != VOID_LABEL].ravel(), minlength=len(counts))
+        here = here[: len(counts)]
+        counts += here
+        present[here > 0] += int(here.sum())
         report.void_pixels += int((label == VOID_LABEL).sum())
     if areas:
         report.min_size = min(areas)[1:]
         report.max_size = max(areas)[1:]
     report.pixel_counts = counts
+    report.present_pixels = present
     return report
 
 
@@ -64,4 +71,9 @@ def format_report(dataset: Dataset, report: DatasetReport) -> str:
         for name, count in zip(dataset.classes.names, counts, strict=True):
             lines.append(f"  {name:<16} {count / total:8.2%}")
         lines.append(f"  {'(void 255)':<16} {report.void_pixels / total:8.2%}")
+        weights = median_frequency(counts, report.present_pixels)
+        lines.append("median-frequency class weights (train --class-weights median-frequency):")
+        lines += [
+            f"  {n:<16} {w:8.3f}" for n, w in zip(dataset.classes.names, weights, strict=True)
+        ]
     return "\n".join(lines)

@@ -23,10 +23,12 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from fcnxs.core.distributed import Context, sum_over_processes
-from fcnxs.core.errors import OutputError, TrainingFailed
+from fcnxs.core.errors import FcnxsError, OutputError, TrainingFailed
 from fcnxs.core.palette import VOID_LABEL
 from fcnxs.core.precision import emulation_warning
 from fcnxs.core.progress import progress
+from fcnxs.data.check import check_dataset
+from fcnxs.data.class_weights import WEIGHTINGS, read_weights_file, weights_from_counts
 from fcnxs.data.dataset import SegmentationData, batches, make_loader, start_epoch
 from fcnxs.data.layouts import Dataset, open_dataset
 from fcnxs.evaluation.evaluate import check_classes, evaluate_model
@@ -116,15 +118,39 @@ def _optimizer(settings: TrainSettings, model: FCN) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, momentum=settings.momentum, **common)
 
 
-def _loss(logits: torch.Tensor, labels: torch.Tensor, settings: TrainSettings, context: Context):
-    """Cross-entropy over non-void pixels, scaled so that averaging gradients over
-    processes (DDP) gives exactly the one-process loss of the whole global batch."""
-    total = F.cross_entropy(logits.float(), labels, ignore_index=VOID_LABEL, reduction="sum")
+def training_loss(
+    logits: torch.Tensor, labels: torch.Tensor, settings: TrainSettings, context: Context
+):
+    """Cross-entropy over non-void pixels (each weighted by its class's weight, when the run
+    weights classes), scaled so that averaging gradients over processes (DDP) gives exactly
+    the one-process loss of the whole global batch. The mean divides by the pixels' total
+    weight (their number when unweighted)."""
+    weights = settings.class_weight_values
+    weight = None if weights is None else torch.tensor(weights, device=logits.device)
+    total = F.cross_entropy(
+        logits.float(), labels, weight=weight, ignore_index=VOID_LABEL, reduction="sum"
+    )
     if settings.loss_reduction == "sum":
         return total * context.world
-    pixels = (labels != VOID_LABEL).sum()
+    valid = labels != VOID_LABEL
+    pixels = valid.sum().float() if weight is None else weight[labels[valid]].sum()
     pixels = sum_over_processes(pixels.reshape(1), context)[0].to(total.device)
-    return total * context.world / pixels.clamp(min=1)
+    return total * context.world / pixels.clamp(min=1e-12)
+
+
+def class_weights(spec: str, dataset: Dataset) -> list[float]:
+    """The weights ``spec`` (a weighting of `WEIGHTINGS`, or a file) gives ``dataset``: a
+    weighting reads every label once, as `fcnxs data check` does."""
+    if spec not in WEIGHTINGS:
+        return read_weights_file(spec, len(dataset.classes))
+    report = check_dataset(dataset)
+    if report.problems:
+        raise FcnxsError(report.problems[0])
+    return weights_from_counts(spec, report.pixel_counts, report.present_pixels)
+
+
+def _rounded(values: list[float]) -> str:
+    return ", ".join(f"{v:.3g}" for v in values)
 
 
 def _save(run: Run, best: bool) -> None:
@@ -185,10 +211,16 @@ def train(
 
     if resume:
         check_same_recipe(settings, run_dir)
+        started = checkpoints.read_settings(run_dir).get("class_weight_values")
+        settings = dataclasses.replace(settings, class_weight_values=started)
         model, saved = checkpoints.load_checkpoint(run_dir)
         position = Position(**saved["position"])
     else:
         checkpoints.check_new_run(run_dir, overwrite)
+        if settings.class_weights is not None:
+            weights = class_weights(settings.class_weights, train_set)
+            settings = dataclasses.replace(settings, class_weight_values=weights)
+            log.info("class weights (%s): %s", settings.class_weights, _rounded(weights))
         model = _initial_model(settings, train_set, context)
         position = Position()
         torch.manual_seed(settings.seed)
@@ -339,7 +371,7 @@ def _train_epoch(run: Run) -> None:
         labels = labels.to(context.device, non_blocking=True)
         with autocast:
             logits = run.network(images)
-        loss = _loss(logits, labels, settings, context)
+        loss = training_loss(logits, labels, settings, context)
         value = check_loss(loss, position, context, run.run_dir)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -53,6 +53,10 @@ class TrainSettings:
     save_every: int | None = None
     log_every: int = 50
     skip_bad: bool = False
+    class_weights: str | None = None
+    """How classes are weighted in the loss: a weighting of `WEIGHTINGS` or a file."""
+    class_weight_values: list[float] | None = None
+    """The weights that gave, computed once over the training set when the run started."""
 
     @property
     def learning_rate(self) -> float:
@@ -100,7 +104,8 @@ def check_same_recipe(settings: TrainSettings, run_dir: Path) -> None:
     saved = TrainSettings.from_dict(read_settings(run_dir))
     for name in (f.name for f in dataclasses.fields(TrainSettings)):
         ours, theirs = getattr(settings, name), getattr(saved, name)
-        if name in (*ON_RESUME, "init") or _same(ours, theirs):
+        derived = name == "class_weight_values" and ours is None  # computed when it started
+        if name in (*ON_RESUME, "init") or derived or _same(ours, theirs):
             continue
         raise FcnxsError(
             f"{run_dir}: started with {name} {theirs!r}, not {ours!r}; a resumed run keeps "

@@ -1,0 +1,80 @@
+"""Class weights: the two weightings from pixel counts, a file of weights, the weighted
+loss as defined, and the weights a run records."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fcnxs.cli import main
+from fcnxs.core.distributed import Context
+from fcnxs.core.errors import FcnxsError
+from fcnxs.core.palette import VOID_LABEL
+from fcnxs.data.class_weights import inverse_frequency, median_frequency, read_weights_file
+from fcnxs.data.synth import write_synthetic_voc
+from fcnxs.training.loop import training_loss
+from fcnxs.training.settings import TrainSettings
+
+
+def test_median_and_inverse_frequency_by_hand():
+    counts, present = np.array([10, 30, 0]), np.array([100, 60, 0])
+    # frequencies 0.1 and 0.5 (of the images holding each class), median 0.3
+    assert median_frequency(counts, present) == pytest.approx([3.0, 0.6, 0.0])
+    # 1/f = 4 and 4/3, scaled to average 1 over the classes present
+    assert inverse_frequency(counts) == pytest.approx([1.5, 0.5, 0.0])
+
+
+def test_a_weights_file_gives_one_number_per_class(tmp_path):
+    path = tmp_path / "w.txt"
+    path.write_text("# background, disc, box\n0.5\n2\n1.25\n")
+    assert read_weights_file(path, 3) == [0.5, 2.0, 1.25]
+    with pytest.raises(FcnxsError, match="holds 3 weights for 4 classes"):
+        read_weights_file(path, 4)
+    path.write_text("1\n-2\n3\n")
+    with pytest.raises(FcnxsError, match="finite and at least 0"):
+        read_weights_file(path, 3)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_the_weighted_loss_is_the_weighted_cross_entropy_over_non_void_pixels(reduction):
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5, generator=generator)
+    labels = torch.randint(0, 3, (2, 4, 5), generator=generator)
+    labels[0, 0, :3] = VOID_LABEL
+    weights = [0.5, 2.0, 1.25]
+    settings = TrainSettings(arch="fcn32s", train_data={}, loss_reduction=reduction,
+                             class_weight_values=weights)  # fmt: skip
+    got = training_loss(logits, labels, settings, Context())
+    log_p = torch.log_softmax(logits, 1)
+    total, weight_sum = 0.0, 0.0
+    for n, y, x in np.ndindex(2, 4, 5):
+        c = int(labels[n, y, x])
+        if c == VOID_LABEL:
+            continue
+        total += -weights[c] * float(log_p[n, c, y, x])
+        weight_sum += weights[c]
+    expected = total / weight_sum if reduction == "mean" else total
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+    plain = TrainSettings(arch="fcn32s", train_data={}, loss_reduction=reduction)
+    assert float(training_loss(logits, labels, plain, Context())) != pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_a_run_records_its_class_weights_and_data_check_prints_them(tmp_path, capsys):
+    data = write_synthetic_voc(tmp_path / "ds", 2, height=32, width=32, val_fraction=0)
+    run = tmp_path / "run"
+    argv = ["train", "--arch", "fcn32s", "--data", str(data), "--split", "train",
+            "--out", str(run), "--workers", "0", "--class-weights", "median-frequency"]  # fmt: skip
+    assert main(argv) == 0
+    settings = json.loads((run / "run.json").read_text())
+    assert settings["class_weights"] == "median-frequency"
+    values = settings["class_weight_values"]
+    assert len(values) == 6 and values[0] > 0
+    assert main(["data", "check", str(data), "--split", "train"]) == 0
+    printed = capsys.readouterr().out
+    assert "median-frequency class weights" in printed
+    assert f"  {'background':<16} {values[0]:8.3f}" in printed
+    assert main(["train", "--resume", str(run), "--class-weights", "inverse-frequency"]) == 2
