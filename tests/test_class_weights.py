@@ -78,3 +78,24 @@ def test_a_run_records_its_class_weights_and_data_check_prints_them(tmp_path, ca
     assert "median-frequency class weights" in printed
     assert f"  {'background':<16} {values[0]:8.3f}" in printed
     assert main(["train", "--resume", str(run), "--class-weights", "inverse-frequency"]) == 2
+
+
+def test_a_pipeline_weighs_classes_once_for_its_three_stages(tmp_path, monkeypatch):
+    from fcnxs.training import pipeline
+    from fcnxs.training.loop import TrainResult
+
+    data = write_synthetic_voc(tmp_path / "ds", 3, height=32, width=32, val_fraction=0)
+    passes, stages = [], []
+    real = pipeline.class_weights
+    monkeypatch.setattr(pipeline, "class_weights", lambda *a: passes.append(1) or real(*a))
+
+    def fake_train(settings, run_dir, **_):
+        stages.append(settings.class_weight_values)
+        return TrainResult(run_dir, None, [])
+
+    monkeypatch.setattr(pipeline, "train", fake_train)
+    base = TrainSettings(arch="fcn32s", train_data={"root": str(data), "split": "train"},
+                         class_weights="inverse-frequency")  # fmt: skip
+    pipeline.run_pipeline(base, tmp_path / "runs", vgg16=None, epochs=[1] * 3, lrs=[None] * 3)
+    assert len(passes) == 1
+    assert len(stages) == 3 and stages[0] is not None and stages[0] == stages[1] == stages[2]

@@ -79,13 +79,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+OUTPUTS = {"overlay": "_overlay.jpg", "logits": ".npy", "probabilities": "_probabilities.npy"}
+"""What an input is written as besides its mask (``<name>.png``), when its option is given."""
+
+
 def output_files(out: Path, args: argparse.Namespace) -> dict[str, Path]:
     """The files one input is written as (``out`` is OUTDIR/<name>, without a suffix)."""
-    names = {"labels": ".png", "overlay": "_overlay.jpg", "logits": ".npy"}
-    names["probabilities"] = "_probabilities.npy"
-    wanted = {"labels": True, "overlay": args.overlay, "logits": args.logits}
-    wanted["probabilities"] = args.probabilities
-    return {kind: out.with_name(out.name + end) for kind, end in names.items() if wanted[kind]}
+    ends = {"labels": ".png"} | {kind: end for kind, end in OUTPUTS.items() if getattr(args, kind)}
+    return {kind: out.with_name(out.name + end) for kind, end in ends.items()}
 
 
 def _segment_one(segmenter: Segmenter, rgb: np.ndarray, files: dict[str, Path]) -> np.ndarray:

@@ -12,6 +12,7 @@ import errno
 import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 """Write errors that every later write to the same place would repeat."""
@@ -63,3 +64,15 @@ class OutputError(FcnxsError):
 def file_error(path: str | os.PathLike, problem: str) -> FcnxsError:
     """An error of the form ``PATH: problem``, the shape every file error takes."""
     return FcnxsError(f"{os.fspath(path)}: {problem}")
+
+
+def require_file(path: str | os.PathLike, kind: str) -> None:
+    """Raise the one-line error for a path that cannot be a ``kind`` ("an image", "a model
+    file") before any reader tries it: missing, a directory, or empty."""
+    path = Path(path)
+    if not path.exists():
+        raise file_error(path, "no such file")
+    if path.is_dir():
+        raise file_error(path, f"is a directory, not {kind}")
+    if path.stat().st_size == 0:
+        raise file_error(path, "empty file")

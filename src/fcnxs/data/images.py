@@ -6,14 +6,13 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fcnxs.core.atomic import save_image
-from fcnxs.core.errors import FcnxsError, file_error
+from fcnxs.core.errors import FcnxsError, file_error, require_file
 from fcnxs.core.palette import voc_colormap
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -41,13 +40,7 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
     default limit, about 89 M, when None) is an error, and a larger ``max_pixels`` admits
     larger images than Pillow's own check would.
     """
-    path = Path(path)
-    if not path.exists():
-        raise file_error(path, "no such file")
-    if path.is_dir():
-        raise file_error(path, "is a directory, not an image")
-    if path.stat().st_size == 0:
-        raise file_error(path, "empty file")
+    require_file(path, "an image")
     return decode_image(path, str(path), max_pixels)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fcnxs.core.errors import file_error
+from fcnxs.core.errors import file_error, require_file
 from fcnxs.formats.protobuf_wire import LENGTH, fields, floats, packed_varints
 
 LAYER, V1_LAYER = 100, 2
@@ -47,11 +47,8 @@ def _blob(data: memoryview, path) -> torch.Tensor:
 def read_caffe_blobs(path: str | Path) -> dict[str, list[torch.Tensor]]:
     """Layer name → its blobs, for every layer that has any (both layer encodings)."""
     path = Path(path)
-    if not path.exists():
-        raise file_error(path, "no such file")
+    require_file(path, "a Caffe model")
     data = path.read_bytes()
-    if not data:
-        raise file_error(path, "empty file")
     layers: dict[str, list[torch.Tensor]] = {}
     try:
         for number, wire, value in fields(memoryview(data), path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from fcnxs.core.errors import FcnxsError, file_error
+from fcnxs.core.errors import FcnxsError, file_error, require_file
 from fcnxs.formats.binary import BinaryReader
 
 LIST_MAGIC = 0x112
@@ -98,14 +98,8 @@ def read_mxnet_params(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _read_bytes(path: Path) -> bytes:
-    if not path.exists():
-        raise file_error(path, "no such file")
-    if path.is_dir():
-        raise file_error(path, "is a directory")
-    data = path.read_bytes()
-    if not data:
-        raise file_error(path, "empty file")
-    return data
+    require_file(path, "an MXNet file")
+    return path.read_bytes()
 
 
 @dataclass(frozen=True)

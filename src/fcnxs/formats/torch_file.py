@@ -16,17 +16,14 @@ from typing import Any
 
 import torch
 
-from fcnxs.core.errors import file_error
+from fcnxs.core.errors import file_error, require_file
 
 
 def load_weights_only(path: str | Path, what: str) -> Any:
     """The contents of a ``torch.save`` file of tensors; ``what`` names the expected kind of
     file in errors ("a PyTorch state dict", "a training checkpoint")."""
     path = Path(path)
-    if not path.is_file():
-        raise file_error(path, "no such file" if not path.exists() else "is not a file")
-    if path.stat().st_size == 0:
-        raise file_error(path, "empty file")
+    require_file(path, what)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

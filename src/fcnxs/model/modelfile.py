@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from fcnxs.core.atomic import atomic_path
-from fcnxs.core.errors import OutputError, file_error
+from fcnxs.core.errors import OutputError, file_error, require_file
 from fcnxs.model.config import ModelConfig
 from fcnxs.model.fcn import FCN, empty_model
 
@@ -57,12 +57,7 @@ def read_model_config(path: str | os.PathLike) -> ModelConfig:
 
 def _open(path: str | os.PathLike):
     path = Path(path)
-    if not path.exists():
-        raise file_error(path, "no such file")
-    if path.is_dir():
-        raise file_error(path, "is a directory, not a model file")
-    if path.stat().st_size == 0:
-        raise file_error(path, "empty file")
+    require_file(path, "a model file")
     try:
         handle = safe_open(str(path), framework="pt")
     except (SafetensorError, OSError, ValueError) as exc:

@@ -217,7 +217,7 @@ def train(
         position = Position(**saved["position"])
     else:
         checkpoints.check_new_run(run_dir, overwrite)
-        if settings.class_weights is not None:
+        if settings.class_weights is not None and settings.class_weight_values is None:
             weights = class_weights(settings.class_weights, train_set)
             settings = dataclasses.replace(settings, class_weight_values=weights)
             log.info("class weights (%s): %s", settings.class_weights, _rounded(weights))

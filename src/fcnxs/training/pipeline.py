@@ -11,7 +11,7 @@ from fcnxs.core.distributed import Context
 from fcnxs.data.layouts import open_dataset
 from fcnxs.model.architecture import ARCHS
 from fcnxs.training.checkpoints import BEST, CHECKPOINT
-from fcnxs.training.loop import TrainResult, train
+from fcnxs.training.loop import TrainResult, class_weights, train
 from fcnxs.training.settings import DEFAULT_LR, TrainSettings
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,13 @@ def run_pipeline(
 ) -> dict[str, TrainResult]:
     """Train the three stages; a finished stage is skipped, an interrupted one resumed."""
     context = context or Context()
-    open_dataset(**base.train_data)  # a wrong dataset fails now, not after "starting"
+    train_set = open_dataset(**base.train_data)  # a wrong dataset fails now, not later
     if base.val_data:
         open_dataset(**base.val_data)
+    if base.class_weights is not None and base.class_weight_values is None:
+        # once for the three stages, which train on the same set
+        values = class_weights(base.class_weights, train_set)
+        base = dataclasses.replace(base, class_weight_values=values)
     results = {}
     init = vgg16
     for arch, stage_epochs, lr in zip(STAGES, epochs, lrs, strict=True):
