@@ -298,6 +298,6 @@ def test_dataset_options_errors(tmp_path, capsys):
     assert main(["data", "check", str(tmp_path)]) == 2
     assert "--data needs --split NAME or --list FILE" in capsys.readouterr().err
     assert main(["data", "check", str(tmp_path), "--split", "train"]) == 2
-    assert "neither a VOC root" in capsys.readouterr().err
+    assert "not a dataset root of a known layout" in capsys.readouterr().err
     assert main(["data", "check", "--images", str(tmp_path)]) == 2
     assert "needs both --images and --masks" in capsys.readouterr().err

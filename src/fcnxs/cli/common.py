@@ -12,7 +12,7 @@ from fcnxs.cli.options import CLASS_COUNT, NON_NEGATIVE
 from fcnxs.core.distributed import pick_device
 from fcnxs.core.errors import FcnxsError
 from fcnxs.core.precision import emulation_warning
-from fcnxs.data.layouts import Dataset, open_dataset
+from fcnxs.data.layouts import LAYOUTS, Dataset, open_dataset
 from fcnxs.formats.detect import detect_format
 from fcnxs.inference.segmenter import Segmenter
 from fcnxs.model.config import ARCHS
@@ -119,15 +119,20 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """DATASET-OPTIONS, the same for every command that reads a dataset."""
     g = parser.add_argument_group(
         "dataset",
-        "--data ROOT with --split NAME (VOC/SBD) or --list FILE (tutorial list), "
-        "or --images DIR --masks DIR (matched by file stem)",
+        "--data ROOT with --split NAME (VOC, SBD, ADE20K, Cityscapes) or --list FILE (tutorial "
+        "list), or --images DIR --masks DIR (matched by file stem)",
     )
-    g.add_argument("--data", metavar="ROOT", help="a VOC 2012 or SBD root")
-    g.add_argument("--split", metavar="NAME", help="a split of ROOT: train, val, trainval, ...")
+    g.add_argument("--data", metavar="ROOT", help="a VOC 2012, SBD, ADE20K or Cityscapes root")
+    g.add_argument(
+        "--split",
+        metavar="NAME",
+        help="a split of ROOT: train, val, trainval, ...; all: every image of a VOC-layout "
+        "root without split files (labelme2voc's output)",
+    )
     g.add_argument("--list", dest="list_file", metavar="FILE", help="index<TAB>image<TAB>label")
     g.add_argument("--images", metavar="DIR", help="folder of images")
     g.add_argument("--masks", metavar="DIR", help="folder of masks with the images' stems")
-    g.add_argument("--format", choices=("voc", "sbd", "folder"), help="default: detected")
+    g.add_argument("--format", choices=(*LAYOUTS, "folder"), help="default: detected")
     g.add_argument(
         "--classes", metavar="FILE", help="names and colours (default: ROOT/classes.txt, else VOC)"
     )

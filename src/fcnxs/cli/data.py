@@ -11,7 +11,7 @@ from fcnxs.core.atomic import write_text
 from fcnxs.core.collisions import refuse_replacing
 from fcnxs.core.errors import FcnxsError
 from fcnxs.data.check import check_dataset, format_report
-from fcnxs.data.layouts import open_dataset
+from fcnxs.data.layouts import LAYOUTS, open_dataset
 from fcnxs.data.synth import write_synthetic_voc
 
 
@@ -37,9 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Writes FILE.lst with one line per sample of the split: "
         "index<TAB>image<TAB>label, the paths relative to ROOT (the fcn-xs tutorial's format).",
     )
-    make_lst.add_argument("root", metavar="ROOT", help="a VOC 2012 or SBD root")
+    make_lst.add_argument("root", metavar="ROOT", help="a dataset root (VOC, SBD, ADE20K, ...)")
     make_lst.add_argument("--split", required=True, metavar="NAME", help="train, val, ...")
-    make_lst.add_argument("--format", choices=("voc", "sbd"), help="default: detected")
+    make_lst.add_argument("--format", choices=tuple(LAYOUTS), help="default: detected")
     make_lst.add_argument(
         "-o", "--out", required=True, type=output_file, metavar="FILE.lst", help="the list file"
     )

@@ -1,7 +1,8 @@
 """Class names and colours of a dataset.
 
 A classes file has one class per line, its index being the line number: ``name`` alone
-(the VOC colour of that index) or ``name R G B``. Blank lines and ``#`` comments are skipped.
+(the VOC colour of that index) or ``name R G B``; a name may hold spaces ("traffic light").
+Blank lines and ``#`` comments are skipped.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ class ClassList:
 VOC = ClassList(VOC_CLASSES, tuple(voc_colormap(len(VOC_CLASSES))))
 
 
+def _too_many(path: Path) -> Exception:
+    return file_error(path, f"more than {MAX_CLASSES} classes (label maps are 8-bit, 255 is void)")
+
+
 def read_classes_file(path: str | Path) -> ClassList:
     path = Path(path)
     if not path.exists() or path.is_dir():
@@ -38,16 +43,14 @@ def read_classes_file(path: str | Path) -> ClassList:
     for number, line in enumerate((ln for ln in lines if ln), start=1):
         parts = line.split()
         if len(names) == MAX_CLASSES:
-            raise file_error(
-                path, f"more than {MAX_CLASSES} classes (label maps are 8-bit, 255 is void)"
-            )
-        if len(parts) == 1:
-            color = defaults[len(names)]
-        elif len(parts) == 4 and all(p.isdigit() and int(p) <= 255 for p in parts[1:]):
-            color = tuple(int(p) for p in parts[1:])
+            raise _too_many(path)
+        if len(parts) >= 4 and all(p.isdigit() and int(p) <= 255 for p in parts[-3:]):
+            name, color = " ".join(parts[:-3]), tuple(int(p) for p in parts[-3:])
+        elif not parts[-1].lstrip("-").isdigit():
+            name, color = " ".join(parts), defaults[len(names)]
         else:
             raise file_error(path, f"class {number}: expected 'name' or 'name R G B', got {line!r}")
-        names.append(parts[0])
+        names.append(name)
         colors.append(color)
     if not names:
         raise file_error(path, "lists no classes")
@@ -61,3 +64,17 @@ def write_classes_file(classes: ClassList, path: str | Path) -> None:
         f"{n} {r} {g} {b}\n" for n, (r, g, b) in zip(classes.names, classes.colors, strict=True)
     )
     write_text(path, "".join(lines))
+
+
+def read_name_list(path: str | Path) -> ClassList:
+    """labelme's class list (``class_names.txt`` of labelme2voc): one name a line, whole,
+    ``_background_`` first; the colours are VOC's, as labelme's own colour map is."""
+    path = Path(path)
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not names:
+        raise file_error(path, "lists no classes")
+    if len(names) > MAX_CLASSES:
+        raise file_error(
+            path, f"more than {MAX_CLASSES} classes (label maps are 8-bit, 255 is void)"
+        )
+    return ClassList(tuple(names), tuple(voc_colormap(len(names))))

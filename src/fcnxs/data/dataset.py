@@ -19,7 +19,6 @@ from torch.utils.data import DataLoader, Sampler
 from fcnxs.core.errors import FcnxsError, file_error
 from fcnxs.core.palette import VOID_LABEL
 from fcnxs.data.images import read_image
-from fcnxs.data.labels import read_label
 from fcnxs.data.layouts import Dataset
 from fcnxs.data.transforms import Augmentation, crop_or_pad
 from fcnxs.model.config import Preprocessing
@@ -32,7 +31,7 @@ def load_pair(dataset: Dataset, index: int) -> tuple[np.ndarray, np.ndarray]:
     """A sample's RGB image and label map, checked against each other and the classes."""
     sample = dataset.samples[index]
     image = as_rgb_array(read_image(sample.image))
-    label = read_label(sample.label, dataset.classes)
+    label = dataset.read_label(sample)
     if image.shape[:2] != label.shape:
         raise file_error(
             sample.label,

@@ -1,21 +1,33 @@
 """Where the samples of a dataset are, for each layout users arrive with (docs/design.md §4).
 
 - VOC 2012: ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png``,
-  ``ImageSets/Segmentation/<split>.txt``.
+  ``ImageSets/Segmentation/<split>.txt``. labelme's ``labelme2voc`` output is read as VOC:
+  its masks may be in ``SegmentationClassPNG/`` (older versions), its classes in
+  ``class_names.txt``, and without split files its one split, ``all``, is every image.
 - SBD: ``img/<id>.jpg``, ``cls/<id>.mat``, ``<split>.txt``.
+- ADE20K: ``images/{training,validation}/<id>.jpg``, ``annotations/<split>/<id>.png``
+  (``train`` and ``val`` name them too); label files as `fcnxs.data.benchmarks` says.
+- Cityscapes: ``leftImg8bit/<split>/<city>/<id>_leftImg8bit.png``,
+  ``gtFine/<split>/<city>/<id>_gtFine_labelIds.png``; label ids as the same module says.
 - A tutorial list file: ``index<TAB>image<TAB>label``, paths relative to the root.
 - A folder pair: images and masks matched by file stem.
-A ``classes.txt`` at the root (or given explicitly) names the classes; VOC's by default.
+A ``classes.txt`` at the root (or given explicitly) names the classes; else the layout's
+own, else VOC's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from fcnxs.core.errors import FcnxsError, file_error
-from fcnxs.data.classes import CLASSES_FILE, VOC, ClassList, read_classes_file
+from fcnxs.data.benchmarks import ADE20K, ADE20K_LABEL_MAP, CITYSCAPES, CITYSCAPES_LABEL_MAP
+from fcnxs.data.classes import CLASSES_FILE, VOC, ClassList, read_classes_file, read_name_list
 from fcnxs.data.images import IMAGE_SUFFIXES
+from fcnxs.data.labels import read_label
 
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".mat")
 
@@ -36,23 +48,120 @@ class Dataset:
     classes: ClassList
     index_files: tuple[Path, ...] = ()
     """The files read to find the samples and classes (split or list file, classes file)."""
+    label_map: tuple[int, ...] | None = None
+    """256 entries: the class (or 255, void) of each value stored in the label files, for
+    layouts that store other values than class indices (ADE20K, Cityscapes)."""
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def read_label(self, sample: Sample) -> np.ndarray:
+        """A sample's H×W uint8 map of class indices (255 = void)."""
+        label = read_label(sample.label, self.classes)
+        if self.label_map is None:
+            return label
+        return np.asarray(self.label_map, dtype=np.uint8)[label]
 
     def files(self) -> list[Path]:
         """Every file the dataset consists of: its samples and its index files."""
         return [p for s in self.samples for p in (s.image, s.label)] + list(self.index_files)
 
 
+LABELME_CLASSES_FILE = "class_names.txt"
+"""Where labelme2voc writes its class names, one a line, ``_background_`` first."""
+ALL = "all"
+"""The split of a VOC-layout root without split files: every image that has a mask."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One kind of dataset root: what marks it, how a split's samples are found, and what
+    its label files mean when that is not simply class indices."""
+
+    marks: tuple[str, ...]
+    """Folders every root of this layout has."""
+    samples: Callable[[Path, str], list[Sample]]
+    split_file: Callable[[Path, str], Path | None] = lambda root, split: None
+    classes: ClassList | None = None
+    label_map: tuple[int, ...] | None = None
+
+
+def voc_masks(root: Path) -> Path:
+    """VOC's mask folder, or older labelme2voc's (``.npy`` arrays beside palette PNGs)."""
+    masks = root / "SegmentationClass"
+    if (root / "SegmentationClassPNG").is_dir() and not any(masks.glob("*.png")):
+        return root / "SegmentationClassPNG"
+    return masks
+
+
+def _voc_split_file(root: Path, split: str) -> Path | None:
+    path = root / "ImageSets" / "Segmentation" / f"{split}.txt"
+    return None if split == ALL and not path.exists() else path
+
+
+def _voc_samples(root: Path, split: str) -> list[Sample]:
+    masks = voc_masks(root)
+    index = _voc_split_file(root, split)
+    if index is None:
+        return folder_samples(root / "JPEGImages", masks)
+    return [
+        Sample(i, root / "JPEGImages" / f"{i}.jpg", masks / f"{i}.png") for i in _read_ids(index)
+    ]
+
+
+def _sbd_samples(root: Path, split: str) -> list[Sample]:
+    ids = _read_ids(root / f"{split}.txt")
+    return [Sample(i, root / "img" / f"{i}.jpg", root / "cls" / f"{i}.mat") for i in ids]
+
+
+ADE20K_SPLITS = {"train": "training", "val": "validation"}
+
+
+def _ade20k_samples(root: Path, split: str) -> list[Sample]:
+    folder = ADE20K_SPLITS.get(split, split)
+    return folder_samples(root / "images" / folder, root / "annotations" / folder)
+
+
+def _cityscapes_samples(root: Path, split: str) -> list[Sample]:
+    images = root / "leftImg8bit" / split
+    if not images.is_dir():
+        raise file_error(images, "no such split folder")
+    samples = []
+    cities = sorted(p for p in images.iterdir() if p.is_dir() and not p.is_symlink())
+    for city in cities:
+        for image in sorted(city.glob("*_leftImg8bit.png")):
+            sample_id = image.name.removesuffix("_leftImg8bit.png")
+            label = root / "gtFine" / split / city.name / f"{sample_id}_gtFine_labelIds.png"
+            if not label.is_file():
+                raise file_error(image, f"has no label file {label}")
+            samples.append(Sample(sample_id, image, label))
+    if not samples:
+        raise file_error(images, "holds no <city>/*_leftImg8bit.png images")
+    return samples
+
+
+LAYOUTS: dict[str, Layout] = {
+    "voc": Layout(("JPEGImages", "SegmentationClass"), _voc_samples, _voc_split_file),
+    "sbd": Layout(("img", "cls"), _sbd_samples, lambda root, split: root / f"{split}.txt"),
+    "ade20k": Layout(
+        ("images", "annotations"), _ade20k_samples, classes=ADE20K, label_map=ADE20K_LABEL_MAP
+    ),
+    "cityscapes": Layout(
+        ("leftImg8bit", "gtFine"), _cityscapes_samples, classes=CITYSCAPES,
+        label_map=CITYSCAPES_LABEL_MAP,
+    ),
+}  # fmt: skip
+"""The layouts of a dataset root, by the name ``--format`` takes; detected in this order."""
+
+
 def detect_layout(root: Path) -> str:
-    if (root / "JPEGImages").is_dir() and (root / "SegmentationClass").is_dir():
-        return "voc"
-    if (root / "img").is_dir() and (root / "cls").is_dir():
-        return "sbd"
-    raise file_error(
-        root, "neither a VOC root (JPEGImages/, SegmentationClass/) nor an SBD root (img/, cls/)"
+    for name, layout in LAYOUTS.items():
+        if all((root / mark).is_dir() for mark in layout.marks):
+            return name
+    known = "; ".join(
+        f"{name}: {', '.join(m + '/' for m in lay.marks)}" for name, lay in LAYOUTS.items()
     )
+    raise file_error(root, f"not a dataset root of a known layout ({known})")
 
 
 def _read_ids(path: Path) -> list[str]:
@@ -64,24 +173,9 @@ def _read_ids(path: Path) -> list[str]:
     return ids
 
 
-def split_file(root: Path, layout: str, split: str) -> Path:
-    """Where a VOC or SBD root lists the ids of a split."""
-    if layout == "voc":
-        return root / "ImageSets" / "Segmentation" / f"{split}.txt"
-    return root / f"{split}.txt"
-
-
-def voc_samples(root: Path, split: str) -> list[Sample]:
-    ids = _read_ids(split_file(root, "voc", split))
-    return [
-        Sample(i, root / "JPEGImages" / f"{i}.jpg", root / "SegmentationClass" / f"{i}.png")
-        for i in ids
-    ]
-
-
-def sbd_samples(root: Path, split: str) -> list[Sample]:
-    ids = _read_ids(split_file(root, "sbd", split))
-    return [Sample(i, root / "img" / f"{i}.jpg", root / "cls" / f"{i}.mat") for i in ids]
+def split_file(root: Path, layout: str, split: str) -> Path | None:
+    """The file that lists the ids of a split (None where the split is a folder)."""
+    return LAYOUTS[layout].split_file(root, split)
 
 
 def list_samples(root: Path, list_file: Path) -> list[Sample]:
@@ -138,6 +232,7 @@ def open_dataset(
 ) -> Dataset:
     """The samples that the DATASET-OPTIONS of every command name."""
     index_files: list[Path] = []
+    chosen: Layout | None = None  # a root's layout (lists and folder pairs have none)
     if images is not None or masks is not None or layout == "folder":
         if images is None or masks is None:
             raise FcnxsError("a folder dataset needs both `images` and `masks`")
@@ -159,18 +254,28 @@ def open_dataset(
             index_files.append(list_path)
         elif split is not None:
             kind = layout or detect_layout(base)
-            reader = {"voc": voc_samples, "sbd": sbd_samples}.get(kind)
-            if reader is None:
+            if kind not in LAYOUTS:
                 raise FcnxsError(f"`layout` {kind} takes `images` and `masks`, not `root`")
-            samples, name = reader(base, split), f"{base} ({kind} {split})"
-            index_files.append(split_file(base, kind, split))
+            chosen = LAYOUTS[kind]
+            samples, name = chosen.samples(base, split), f"{base} ({kind} {split})"
+            index_files += [p for p in [chosen.split_file(base, split)] if p is not None]
         else:
             raise FcnxsError("`root` needs `split` NAME or `list_file` FILE")
-    if classes_file is None and (base / CLASSES_FILE).is_file():
-        classes_file = base / CLASSES_FILE
-    if classes_file is not None:
-        classes = read_classes_file(classes_file)
-        index_files.append(Path(classes_file))
-    else:
-        classes = VOC
-    return Dataset(name, tuple(samples), classes, tuple(index_files))
+    classes, classes_file = _classes(base, classes_file, chosen)
+    index_files += [classes_file] if classes_file is not None else []
+    label_map = chosen.label_map if chosen is not None else None
+    return Dataset(name, tuple(samples), classes, tuple(index_files), label_map)
+
+
+def _classes(
+    base: Path, given: str | Path | None, layout: Layout | None
+) -> tuple[ClassList, Path | None]:
+    """The classes and the file they come from: the one given, ROOT/classes.txt,
+    labelme2voc's class_names.txt, the layout's own, VOC's."""
+    if given is not None:
+        return read_classes_file(given), Path(given)
+    if (base / CLASSES_FILE).is_file():
+        return read_classes_file(base / CLASSES_FILE), base / CLASSES_FILE
+    if (base / LABELME_CLASSES_FILE).is_file():
+        return read_name_list(base / LABELME_CLASSES_FILE), base / LABELME_CLASSES_FILE
+    return (layout.classes if layout is not None else None) or VOC, None
