@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import fcnxs
+from fcnxs.cli import main
 from fcnxs.core import precision
 
 
@@ -41,6 +42,21 @@ def model_file(tmp_path_factory, fcn8s_model) -> str:
 def cpu_without_half(monkeypatch):
     """Make this CPU look like an AVX2-only one, whatever it is: fp32 only is native."""
     monkeypatch.setattr(precision, "native_on_cpu", lambda dtype: dtype == torch.float32)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``fcnxs ARGV`` in-process: (exit status, stdout, stderr lines)."""
+
+    def run(*argv) -> tuple[int, str, list[str]]:
+        try:
+            status = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse
+            status = exc.code
+        out, err = capsys.readouterr()
+        return status, out, err.strip().splitlines()
+
+    return run
 
 
 @pytest.fixture

@@ -14,25 +14,9 @@ import pytest
 from PIL import Image
 
 import fcnxs
-from fcnxs.cli import main
 from fcnxs.data.synth import write_synthetic_voc
 from fcnxs.inference.inputs import expand_inputs
 from fcnxs.training.settings import TrainSettings
-
-
-@pytest.fixture
-def cli(capsys):
-    """Run ``fcnxs ARGV`` in-process: (exit status, stdout, stderr lines)."""
-
-    def run(*argv: str) -> tuple[int, str, list[str]]:
-        try:
-            status = main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse
-            status = exc.code
-        out, err = capsys.readouterr()
-        return status, out, err.strip().splitlines()
-
-    return run
 
 
 def assert_one_line(err: list[str], *words: str) -> None:

@@ -1,10 +1,11 @@
-"""``fcnxs data check|make-lst|synth``: look after datasets."""
+"""``fcnxs data check|make-lst|synth|import``: look after datasets."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from fcnxs.cli import data_import
 from fcnxs.cli.common import add_dataset_arguments, open_dataset_from
 from fcnxs.cli.options import POSITIVE, PROBABILITY, integer, output_dir, output_file
 from fcnxs.core.atomic import write_text
@@ -16,7 +17,7 @@ from fcnxs.data.synth import write_synthetic_voc
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("data", help="check, list or synthesise datasets")
+    p = subparsers.add_parser("data", help="check, list, synthesise or import datasets")
     commands = p.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
 
     check = commands.add_parser(
@@ -64,6 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     synth.add_argument("--seed", type=int, default=0, help="the same seed, the same dataset")
     synth.set_defaults(run=run_synth)
+    data_import.add_parser(commands)
 
 
 def run_check(args: argparse.Namespace) -> int:

@@ -36,6 +36,13 @@ class FcnxsError(Exception):
         return PARAMETER.sub(lambda m: name_of(m.group(1)), super().__str__())
 
 
+class Problems(FcnxsError):
+    """Several problems with the inputs, one line each, reported together."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+
+
 class TrainingFailed(FcnxsError):
     """A run that cannot go on (a non-finite loss, a full disk); its last good checkpoint
     is kept."""

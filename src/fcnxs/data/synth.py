@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fcnxs.core.atomic import save_image, write_text
+from fcnxs.core.atomic import save_image
 from fcnxs.core.palette import VOID_LABEL, voc_colormap
-from fcnxs.data.classes import CLASSES_FILE, ClassList, write_classes_file
+from fcnxs.data.classes import ClassList
 from fcnxs.data.images import write_label_png
+from fcnxs.data.voc_writer import write_index
 
 SHAPES = ("disc", "box", "triangle", "bar", "ring")
 SYNTH_CLASSES = ClassList(("background", *SHAPES), tuple(voc_colormap(len(SHAPES) + 1)))
@@ -112,10 +113,5 @@ def write_synthetic_voc(
             label, SYNTH_CLASSES.colors, root / "SegmentationClass" / f"{sample_id}.png"
         )
     num_val = round(num_images * val_fraction)
-    splits = {"train": ids[num_val:], "val": ids[:num_val], "trainval": ids}
-    for split, members in splits.items():
-        write_text(
-            root / "ImageSets" / "Segmentation" / f"{split}.txt", "".join(f"{m}\n" for m in members)
-        )
-    write_classes_file(SYNTH_CLASSES, root / CLASSES_FILE)
+    write_index(root, ids[num_val:], ids[:num_val], SYNTH_CLASSES)
     return root

@@ -13,17 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fcnxs.core.errors import FcnxsError
+from fcnxs.core.errors import Problems
 from fcnxs.data.images import IMAGE_SUFFIXES
 
 MAGIC = set("*?[")
-
-
-class InputProblems(FcnxsError):
-    """Several problems with the inputs, one line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
 
 
 def _is_image(path: Path) -> bool:
@@ -57,7 +50,7 @@ def _matches(base: Path, rest: str) -> list[Path]:
 
 
 def expand_inputs(inputs: list[str], recursive: bool = False) -> list[tuple[Path, Path]]:
-    """(image path, output path without suffix) for every input; raises `InputProblems`
+    """(image path, output path without suffix) for every input; raises `Problems`
     listing every input that names nothing and every output claimed twice."""
     items: list[tuple[Path, Path]] = []
     problems: list[str] = []
@@ -87,5 +80,5 @@ def expand_inputs(inputs: list[str], recursive: bool = False) -> list[tuple[Path
             problems.append(f"{claimed[output]} and {source} would both be written as {output}.png")
         claimed.setdefault(output, source)
     if problems:
-        raise InputProblems(problems)
+        raise Problems(problems)
     return list(dict.fromkeys(items))

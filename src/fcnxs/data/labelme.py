@@ -1,0 +1,220 @@
+"""labelme's JSON annotations as label maps.
+
+A labels file lists the classes one a line, whole (names may hold spaces): ``__ignore__``
+(optional) is void, 255; ``_background_``, class 0, comes first of the classes and fills
+every pixel no shape covers. Shapes are painted in file order, later over earlier, each as
+the pixels whose centres lie in it, edges included (`fcnxs.data.rasterise`; labelme2voc's
+Pillow drawing differs from this by at most a rim of one pixel):
+
+- polygon (also a shape without ``shape_type``);
+- rectangle: two corners, truncated to whole pixels as labelme does, both included;
+- circle: the centre and a point on the rim;
+- line (two points) and linestrip (two or more): a band ``line_width`` pixels wide (labelme:
+  10) along each segment, with flat ends;
+- point: a disc of radius ``point_size`` (labelme: 5);
+- mask: a base64 PNG of the box between its two corners (both included), as labelme has it.
+
+A problem (an unknown label, a point off the image, a wrong number of points, an image whose
+size disagrees with ``imageHeight``/``imageWidth``, broken JSON or base64) is one
+`FcnxsError` naming the file and the shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fcnxs.core.errors import FcnxsError, file_error, require_file
+from fcnxs.core.palette import MAX_CLASSES, VOID_LABEL, voc_colormap
+from fcnxs.data import rasterise
+from fcnxs.data.classes import ClassList
+from fcnxs.data.images import decode_image
+from fcnxs.data.voc_writer import Converted
+
+IGNORE = "__ignore__"
+BACKGROUND = "_background_"
+POINTS = {"polygon": (3, None), "rectangle": (2, 2), "circle": (2, 2), "line": (2, 2),
+          "linestrip": (2, None), "point": (1, 1), "mask": (2, 2)}  # fmt: skip
+"""The shape kinds, with the least and most points each takes (None: no limit)."""
+OFF_IMAGE = 1.0
+"""How far (pixels) beyond the image's edges a point may lie: labelme keeps points on the
+image, other tools that write its format round them outwards."""
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The classes of a labels file, and the value each label paints."""
+
+    classes: ClassList
+    values: dict[str, int]
+
+
+def read_labels_file(path: str | Path) -> Labels:
+    path = Path(path)
+    if not path.is_file():
+        raise file_error(path, "no such labels file")
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = tuple(line for line in lines if line != IGNORE)
+    if not names or names[0] != BACKGROUND:
+        raise file_error(path, f"the first class must be {BACKGROUND} (labelme's convention)")
+    if len(set(lines)) != len(lines):
+        raise file_error(path, "lists a label twice")
+    if len(names) > MAX_CLASSES:
+        raise file_error(path, f"more than {MAX_CLASSES} classes (label maps are 8-bit)")
+    values = {name: i for i, name in enumerate(names)}
+    if IGNORE in lines:
+        values[IGNORE] = VOID_LABEL
+    return Labels(ClassList(names, tuple(voc_colormap(len(names)))), values)
+
+
+def _b64(text: object, what: str, path: Path) -> bytes:
+    try:
+        return base64.b64decode(str(text), validate=True)
+    except (binascii.Error, ValueError):
+        raise file_error(path, f"{what} is not valid base64") from None
+
+
+def _image(doc: dict, path: Path) -> tuple[Image.Image, bytes]:
+    """The file's image: embedded as ``imageData``, else ``imagePath`` beside the JSON."""
+    if doc.get("imageData"):
+        data = _b64(doc["imageData"], "imageData", path)
+        return decode_image(io.BytesIO(data), f"{path}: imageData"), data
+    relative = doc.get("imagePath")
+    if not isinstance(relative, str) or not relative:
+        raise file_error(path, "has neither imageData nor imagePath")
+    image_path = path.parent / relative.replace("\\", "/")
+    if not image_path.is_file():
+        raise file_error(path, f"its image {image_path} does not exist (and no imageData)")
+    data = image_path.read_bytes()
+    return decode_image(io.BytesIO(data), str(image_path)), data
+
+
+def _points(shape: dict, kind: str, where: str, size: tuple[int, int]) -> list[tuple[float, ...]]:
+    points = shape.get("points")
+    try:
+        xy = [(float(x), float(y)) for x, y in points]
+    except (TypeError, ValueError):
+        raise FcnxsError(f"{where}: points must be a list of [x, y] numbers") from None
+    least, most = POINTS[kind]
+    if len(xy) < least or (most is not None and len(xy) > most):
+        count = f"{least}" if least == most else f"at least {least}"
+        raise FcnxsError(f"{where}: a {kind} takes {count} points, not {len(xy)}")
+    width, height = size
+    for x, y in xy:
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise FcnxsError(f"{where}: point ({x}, {y}) is not finite")
+        if not (-OFF_IMAGE <= x <= width + OFF_IMAGE and -OFF_IMAGE <= y <= height + OFF_IMAGE):
+            raise FcnxsError(f"{where}: point ({x:g}, {y:g}) is outside the {width}×{height} image")
+    return xy
+
+
+def _mask_shape(shape: dict, xy: list, size: tuple[int, int], where: str, path: Path):
+    """A mask shape's boolean image: its PNG placed in the box between its corners."""
+    (x1, y1), (x2, y2) = (tuple(int(v) for v in p) for p in xy)
+    try:
+        with Image.open(io.BytesIO(_b64(shape.get("mask"), f"{where}: mask", path))) as png:
+            box = np.asarray(png.convert("L")) > 0
+    except OSError:
+        raise FcnxsError(f"{where}: mask is not a PNG image") from None
+    if box.shape != (y2 - y1 + 1, x2 - x1 + 1):
+        raise FcnxsError(
+            f"{where}: mask is {box.shape[1]}×{box.shape[0]}, its box {x2 - x1 + 1}×{y2 - y1 + 1}"
+        )
+    mask = np.zeros(size[::-1], bool)
+    ys, xs = np.nonzero(box)
+    ys, xs = ys + y1, xs + x1
+    on_image = (ys >= 0) & (ys < size[1]) & (xs >= 0) & (xs < size[0])
+    mask[ys[on_image], xs[on_image]] = True
+    return mask
+
+
+def _paint(kind: str, xy: list, size: tuple[int, int], line_width: int, point_size: int):
+    width, height = size
+    if kind == "circle":
+        (cx, cy), (px, py) = xy
+        return rasterise.disc(cx, cy, math.hypot(cx - px, cy - py), height, width)
+    if kind == "rectangle":  # labelme's corners: truncated, both included
+        (x1, y1), (x2, y2) = ((int(x), int(y)) for x, y in xy)
+        mask = np.zeros((height, width), bool)
+        mask[max(0, min(y1, y2)) : max(y1, y2) + 1, max(0, min(x1, x2)) : max(x1, x2) + 1] = True
+        return mask
+    if kind in ("line", "linestrip"):
+        return rasterise.band(xy, line_width, height, width)
+    if kind == "point":
+        return rasterise.disc(*xy[0], point_size, height, width)
+    return rasterise.polygon(xy, height, width)
+
+
+def read_annotation(
+    path: str | Path, labels: Labels, *, line_width: int = 10, point_size: int = 5
+) -> Converted:
+    """A labelme JSON file as its image and label map (H×W uint8, 255 void)."""
+    require_file(path, "a labelme JSON file")
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise file_error(path, f"not a labelme JSON file ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list):
+        raise file_error(path, "not a labelme JSON file (no list of shapes)")
+    image, data = _image(doc, path)
+    size = image.size
+    claimed = (doc.get("imageWidth"), doc.get("imageHeight"))
+    if None not in claimed and tuple(claimed) != size:
+        claims = f"imageWidth×imageHeight is {claimed[0]}×{claimed[1]}"
+        raise file_error(path, f"{claims}, its image is {size[0]}×{size[1]}")
+    label = np.zeros(size[::-1], np.uint8)
+    for number, shape in enumerate(doc["shapes"], start=1):
+        if not isinstance(shape, dict):
+            raise file_error(path, f"shape {number} is not an object")
+        name, kind = shape.get("label"), shape.get("shape_type") or "polygon"
+        where = f"{path}: shape {number} ({name!r}, {kind})"
+        if kind not in POINTS:
+            raise FcnxsError(f"{where}: unknown shape type (expected {', '.join(POINTS)})")
+        if name not in labels.values:
+            raise FcnxsError(f"{where}: label {name!r} is not in the labels file")
+        xy = _points(shape, kind, where, size)
+        if kind == "mask":
+            mask = _mask_shape(shape, xy, size, where, path)
+        else:
+            mask = _paint(kind, xy, size, line_width, point_size)
+        label[mask] = labels.values[name]
+    return Converted(image, data, label)
+
+
+def labelme_sources(
+    folder: str | Path, labels: Labels, *, line_width: int = 10, point_size: int = 5
+) -> list[tuple[str, Callable[[], Converted]]]:
+    """(sample id, conversion) of every labelme file under ``folder`` (subfolders included,
+    hidden ones and links to folders left out); the id is the file's path in the folder
+    without suffix, ``/`` written as ``_``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise file_error(folder, "no such folder")
+    files = sorted(
+        p
+        for p in folder.rglob("*.json")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    if not files:
+        raise file_error(folder, "holds no labelme .json files")
+    ids: dict[str, Path] = {}
+    for path in files:
+        sample_id = path.relative_to(folder).with_suffix("").as_posix().replace("/", "_")
+        if sample_id in ids:
+            raise file_error(path, f"gives the same sample id as {ids[sample_id]}")
+        ids[sample_id] = path
+    return [
+        (i, partial(read_annotation, p, labels, line_width=line_width, point_size=point_size))
+        for i, p in ids.items()
+    ]

@@ -1,0 +1,294 @@
+"""``fcnxs data import labelme|coco``: hand-made annotation files become datasets whose masks
+equal an independent rasterisation of the same shapes (labelme) or pycocotools' own decoding
+(COCO); broken files are one line each, and nothing is written unless asked to skip them."""
+
+from __future__ import annotations
+
+import base64
+import io
+import itertools
+import json
+
+import numpy as np
+import pytest
+from matplotlib.path import Path as Polygon
+from PIL import Image
+
+from fcnxs.cli import main
+from fcnxs.core.palette import VOID_LABEL
+from fcnxs.data.dataset import load_pair
+from fcnxs.data.layouts import open_dataset
+
+H, W = 120, 160
+CLASSES = {"_background_": 0, "cat": 1, "dog": 2, "__ignore__": VOID_LABEL}
+YY, XX = np.mgrid[0:H, 0:W]
+
+
+def _png_b64(array: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _shape(label, kind, points, **extra):
+    return {"label": label, "points": points, "group_id": None, "shape_type": kind,
+            "flags": {}, **extra}  # fmt: skip
+
+
+def _write_json(path, shapes, image_path=None, image_data=None, size=(H, W)):
+    doc = {"version": "5.5.0", "flags": {}, "shapes": shapes, "imagePath": image_path,
+           "imageData": image_data, "imageHeight": size[0], "imageWidth": size[1]}  # fmt: skip
+    path.write_text(json.dumps(doc))
+
+
+# An independent rasterisation: pixel (x, y) is the point (x, y), as labelme's drawing has it.
+def _polygon(points):
+    path = Polygon(points)
+    centres = np.c_[XX.ravel(), YY.ravel()]
+    inside = path.contains_points(centres, radius=1e-6) | path.contains_points(
+        centres, radius=-1e-6
+    )  # on the outline counts as inside
+    return inside.reshape(H, W)
+
+
+def _disc(cx, cy, r):
+    return (XX - cx) ** 2 + (YY - cy) ** 2 <= r**2
+
+
+def _thick(points, width):
+    """Pixels within width/2 of a segment of a polyline, beside it (labelme's lines have
+    flat ends)."""
+    near = np.zeros((H, W), bool)
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
+        dx, dy = x1 - x0, y1 - y0
+        t = ((XX - x0) * dx + (YY - y0) * dy) / (dx * dx + dy * dy)
+        beside = (t >= 0) & (t <= 1)
+        near |= beside & (np.hypot(XX - (x0 + t * dx), YY - (y0 + t * dy)) <= width / 2)
+    return near
+
+
+@pytest.fixture
+def labelme(tmp_path, rng):
+    """A labelme folder: one file of rectangles and a mask (embedded image), one of every
+    other kind (image beside it, a JPEG), each with overlaps and an ignore region."""
+    src = tmp_path / "labelme"
+    (src / "sub").mkdir(parents=True)
+    (tmp_path / "labels.txt").write_text("__ignore__\n_background_\ncat\ndog\n")
+    boxes_image = np.stack(np.broadcast_arrays(XX, YY * 2, 200 - XX), -1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(boxes_image).save(buffer, "PNG")
+    mask = (rng.random((10, 12)) > 0.5).astype(np.uint8)
+    boxes = [
+        _shape("cat", "rectangle", [[10, 20], [70, 90]]),
+        _shape("dog", "rectangle", [[100, 60], [50, 40]]),  # corners in any order, over cat
+        _shape("__ignore__", "rectangle", [[60, 50], [65, 100]]),
+        _shape("dog", "mask", [[140, 5], [151, 14]], mask=_png_b64(mask * 255)),
+    ]
+    _write_json(src / "boxes.json", boxes, "missing.png",
+                base64.b64encode(buffer.getvalue()).decode())  # fmt: skip
+    expected_boxes = np.zeros((H, W), np.uint8)
+    expected_boxes[20:91, 10:71] = 1
+    expected_boxes[40:61, 50:101] = 2
+    expected_boxes[50:101, 60:66] = VOID_LABEL
+    expected_boxes[5:15, 140:152][mask > 0] = 2
+
+    Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(
+        src / "sub" / "photo.jpg", quality=90
+    )
+    polygon = [[20, 20], [140, 30], [120, 100], [30, 90]]
+    strip = [[70, 5], [90, 15], [110, 5]]
+    kinds = [
+        _shape("cat", "polygon", polygon),
+        _shape("dog", "circle", [[60, 60], [60, 75]]),  # over the polygon
+        _shape("__ignore__", "polygon", [[100, 40], [130, 40], [115, 70]]),
+        _shape("cat", None, [[140, 80], [155, 80], [150, 115]]),  # labelme's default kind
+        _shape("dog", "circle", [[20, 100], [28, 106]]),
+    ]
+    _write_json(src / "sub" / "photo.json", kinds, "photo.jpg")
+    expected_kinds = np.zeros((H, W), np.uint8)
+    for region, value in [
+        (_polygon(polygon), 1), (_disc(60, 60, 15), 2),
+        (_polygon([[100, 40], [130, 40], [115, 70]]), VOID_LABEL),
+        (_polygon([[140, 80], [155, 80], [150, 115]]), 1), (_disc(20, 100, 10), 2),
+    ]:  # fmt: skip
+        expected_kinds[region] = value
+    strokes = [
+        _shape("dog", "line", [[5, 110], [60, 110]]),
+        _shape("cat", "linestrip", strip),
+        _shape("dog", "point", [[10, 10]]),
+        _shape("cat", "point", [[150, 100]]),
+    ]
+    _write_json(src / "strokes.json", strokes, "sub/photo.jpg")
+    expected_strokes = np.zeros((H, W), np.uint8)
+    for region, value in [
+        (_thick([(5, 110), (60, 110)], 10), 2), (_thick(strip, 10), 1), (_disc(10, 10, 5), 2),
+        (_disc(150, 100, 5), 1),
+    ]:  # fmt: skip
+        expected_strokes[region] = value
+    expected = {"boxes": expected_boxes, "sub_photo": expected_kinds, "strokes": expected_strokes}
+    return src, tmp_path / "labels.txt", boxes_image, expected
+
+
+def test_labelme_import_matches_an_independent_rasterisation(labelme, tmp_path, capsys):
+    src, labels, boxes_image, expected = labelme
+    out = tmp_path / "dataset"
+    argv = ["data", "import", "labelme", str(src), "--labels", str(labels), "-o", str(out),
+            "--val-fraction", "0.5", "--seed", "3"]  # fmt: skip
+    assert main(argv) == 0
+    assert "wrote 3 samples of 3 classes" in capsys.readouterr().out
+    dataset = open_dataset(root=out, split="trainval")
+    assert dataset.classes.names == ("_background_", "cat", "dog")
+    assert [s.id for s in dataset.samples] == ["boxes", "strokes", "sub_photo"]
+    read = {s.id: load_pair(dataset, i) for i, s in enumerate(dataset.samples)}
+    assert np.array_equal(read["boxes"][1], expected["boxes"])  # rectangles and masks: exact
+    # the embedded PNG is re-encoded as JPEG; the JPEG beside its file is copied as it is
+    assert np.abs(read["boxes"][0].astype(int) - boxes_image).mean() < 3
+    assert (out / "JPEGImages" / "sub_photo.jpg").read_bytes() == (
+        src / "sub" / "photo.jpg"
+    ).read_bytes()
+    # polygons and circles: labelme draws outlines in, so a rim of pixels may differ
+    agreement = (read["sub_photo"][1] == expected["sub_photo"]).mean()
+    assert agreement >= 0.995, agreement
+    for value in (0, 1, 2, VOID_LABEL):  # every class and the ignore region are there
+        assert (read["sub_photo"][1] == value).sum() > 50
+    # lines and points: labelme's even widths and Pillow's line joins shift an edge by a pixel
+    assert (read["strokes"][1] == expected["strokes"]).mean() >= 0.99
+    splits = [(out / "ImageSets" / "Segmentation" / f"{s}.txt").read_text().split()
+              for s in ("train", "val")]  # fmt: skip
+    assert sorted(splits[0] + splits[1]) == ["boxes", "strokes", "sub_photo"]
+    assert len(splits[1]) == 2
+    assert main(["data", "check", str(out), "--split", "trainval"]) == 0
+
+
+BROKEN = {
+    "label.json": ([_shape("horse", "polygon", [[1, 1], [20, 1], [9, 9]])], "shape 1 ('horse', "
+                   "polygon): label 'horse' is not in the labels file"),
+    "outside.json": ([_shape("cat", "rectangle", [[1, 1], [400, 9]])],
+                     "shape 1 ('cat', rectangle): point (400, 9) is outside the 160×120 image"),
+    "points.json": ([_shape("cat", "circle", [[1, 1]])],
+                    "shape 1 ('cat', circle): a circle takes 2 points, not 1"),
+}  # fmt: skip
+
+
+def test_broken_labelme_files_are_one_line_each_and_nothing_is_written(labelme, tmp_path, cli):
+    src, labels, *_ = labelme
+    image = src / "sub" / "photo.jpg"
+    for name, (shapes, _) in BROKEN.items():
+        _write_json(src / name, shapes, "sub/photo.jpg")
+    _write_json(src / "size.json", [], "sub/photo.jpg", size=(100, 100))
+    (src / "syntax.json").write_text('{"shapes": [')
+    out = tmp_path / "dataset"
+    status, _, err = cli("data", "import", "labelme", src, "--labels", labels, "-o", out)
+    assert status == 1 and not out.exists()
+    assert not list(tmp_path.glob(".dataset*")), "the temporary folder is left"
+    wanted = [f"{src / name}: {message}" for name, (_, message) in BROKEN.items()] + [
+        f"{src / 'size.json'}: imageWidth×imageHeight is 100×100, its image is 160×120",
+        f"{src / 'syntax.json'}: not a labelme JSON file (Expecting",
+    ]
+    for line in wanted:
+        assert any(e.startswith(f"fcnxs: error: {line}") for e in err), (line, err)
+    assert (
+        err[-1]
+        == "fcnxs: error: nothing written: 5 files with problems (--skip-bad leaves them out)"
+    )
+    errors = [e for e in err if not e.startswith("import labelme:")]  # progress aside
+    assert len(errors) == 6 and not any("Traceback" in e for e in err)
+
+    status, out_text, err = cli("data", "import", "labelme", src, "--labels", labels, "-o", out,
+                                "--skip-bad")  # fmt: skip
+    assert status == 0 and "wrote 3 samples" in out_text
+    assert sum("warning: left out" in e for e in err) == 5
+    written = sorted(p.stem for p in (out / "SegmentationClass").iterdir())
+    assert written == ["boxes", "strokes", "sub_photo"]
+    assert image.exists()
+
+
+def test_labels_file_and_options_are_checked_before_anything_is_written(labelme, tmp_path, cli):
+    src, labels, *_ = labelme
+    out = tmp_path / "dataset"
+    bad_labels = tmp_path / "bad.txt"
+    bad_labels.write_text("cat\n_background_\n")
+    status, _, err = cli("data", "import", "labelme", src, "--labels", bad_labels, "-o", out)
+    assert status == 2 and "the first class must be _background_" in err[0] and not out.exists()
+    status, _, err = cli("data", "import", "labelme", src, "--labels", labels, "-o", out,
+                         "--val-fraction", "1")  # fmt: skip
+    assert status == 2 and len(err) == 1 and not out.exists()
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    status, _, err = cli("data", "import", "labelme", src, "--labels", labels, "-o", out)
+    assert status == 2 and "not empty" in err[0] and (out / "keep.txt").read_text() == "mine"
+
+
+def _rle_uncompressed(mask: np.ndarray) -> dict:
+    """COCO's uncompressed RLE: run lengths in column-major order, starting with zeros."""
+    flat = mask.flatten(order="F").astype(np.uint8)
+    counts, current, run = [], 0, 0
+    for value in flat:
+        if value == current:
+            run += 1
+        else:
+            counts.append(run)
+            current, run = value, 1
+    counts.append(run)
+    return {"counts": counts, "size": list(mask.shape)}
+
+
+def test_coco_import_matches_pycocotools_decoding(tmp_path, rng, capsys):
+    from pycocotools import mask as coco_mask
+    from pycocotools.coco import COCO
+
+    images = tmp_path / "images"
+    images.mkdir()
+    entries = []
+    for i, (h, w) in enumerate([(60, 80), (50, 40)], start=1):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+            images / f"{i:012d}.jpg"
+        )
+        entries.append({"id": i, "file_name": f"{i:012d}.jpg", "height": h, "width": w})
+    blob = np.zeros((60, 80), np.uint8, order="F")
+    blob[10:40, 30:70] = 1
+    blob[20:25, 40:45] = 0
+    compressed = coco_mask.encode(np.asfortranarray(blob))
+    compressed["counts"] = compressed["counts"].decode()
+    crowd = np.zeros((60, 80), np.uint8)
+    crowd[35:55, 5:60] = 1
+    small = np.zeros((50, 40), np.uint8)
+    small[5:45, 10:20] = 1
+    annotations = [
+        {"id": 1, "image_id": 1, "category_id": 3, "iscrowd": 0,
+         "segmentation": [[5.5, 5.0, 50.0, 8.0, 30.0, 45.5], [60.0, 40.0, 78.0, 40.0, 70.0, 58.0]]},
+        {"id": 2, "image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": compressed},
+        {"id": 3, "image_id": 1, "category_id": 1, "iscrowd": 1,
+         "segmentation": _rle_uncompressed(crowd)},
+        {"id": 4, "image_id": 2, "category_id": 3, "iscrowd": 0,
+         "segmentation": _rle_uncompressed(small)},
+    ]  # fmt: skip
+    categories = [{"id": 3, "name": "traffic light", "supercategory": "outdoor"},
+                  {"id": 1, "name": "person", "supercategory": "person"}]  # fmt: skip
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({"images": entries, "annotations": annotations,
+                                "categories": categories}))  # fmt: skip
+    out = tmp_path / "coco-voc"
+    argv = ["data", "import", "coco", str(path), "--images", str(images), "-o", str(out)]
+    assert main(argv) == 0
+    dataset = open_dataset(root=out, split="trainval")
+    assert dataset.classes.names == ("background", "person", "traffic light")
+    coco = COCO(str(path))
+    class_of = {1: 1, 3: 2}
+    for index, sample in enumerate(dataset.samples):
+        entry = next(e for e in entries if e["file_name"].startswith(sample.id))
+        expected = np.zeros((entry["height"], entry["width"]), np.uint8)
+        for annotation in coco.loadAnns(coco.getAnnIds(imgIds=[entry["id"]])):
+            value = VOID_LABEL if annotation["iscrowd"] else class_of[annotation["category_id"]]
+            expected[coco.annToMask(annotation) > 0] = value
+        assert np.array_equal(load_pair(dataset, index)[1], expected)
+        assert len(np.unique(expected)) >= 2
+    capsys.readouterr()
+
+    annotations.append({"id": 5, "image_id": 2, "category_id": 9, "segmentation": []})
+    path.write_text(json.dumps({"images": entries, "annotations": annotations,
+                                "categories": categories}))  # fmt: skip
+    assert main([*argv[:-1], str(tmp_path / "again")]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: annotation 5 of 000000000002.jpg: category 9 is not listed" in err
+    assert not (tmp_path / "again").exists()
