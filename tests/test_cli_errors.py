@@ -4,6 +4,7 @@ when it refuses. No output ever replaces an input."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -366,9 +367,13 @@ def test_demo_never_writes_into_a_folder_that_is_not_a_demo(cli, work):
 def test_data_commands_document_every_option():
     from fcnxs.cli import build_parser
 
-    parser = build_parser()
-    data = parser._subparsers._group_actions[0].choices["data"]
-    for name, sub in data._subparsers._group_actions[0].choices.items():
-        for action in sub._actions:
-            if action.dest != "help":
-                assert action.help, f"data {name}: {action.option_strings or action.dest}"
+    def check(parser, name):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    check(sub, f"{name} {sub_name}")
+            elif action.dest != "help":
+                assert action.help, f"{name}: {action.option_strings or action.dest}"
+
+    data = build_parser()._subparsers._group_actions[0].choices["data"]
+    check(data, "data")

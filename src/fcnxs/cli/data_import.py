@@ -18,7 +18,9 @@ LAYOUT = (
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--out", required=True, type=output_dir, metavar="OUT")
+    p.add_argument(
+        "-o", "--out", required=True, type=output_dir, metavar="OUT", help="a new or empty folder"
+    )
     p.add_argument(
         "--val-fraction",
         type=PROBABILITY,
@@ -66,7 +68,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "in file order, crowd regions as void; the classes are background and the categories "
         "in the order of their ids. " + LAYOUT,
     )
-    coco.add_argument("annotations", metavar="ANNOTATIONS.json")
+    coco.add_argument("annotations", metavar="ANNOTATIONS.json", help="instances_*.json")
     coco.add_argument("--images", required=True, metavar="DIR", help="where file_name points")
     _add_common(coco)
     coco.set_defaults(run=run_coco)
