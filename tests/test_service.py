@@ -18,6 +18,7 @@ import fcnxs
 from fcnxs.apps.service import Limits, create_app
 from fcnxs.cli import main
 from fcnxs.inference.segmenter import Segmenter
+from fcnxs.inference.tta import TTA
 from helpers import png_header, serving
 
 
@@ -69,6 +70,18 @@ def test_segment_returns_the_models_mask_as_a_palette_png(server, segmenter, rng
     assert np.array_equal(np.asarray(mask), expected)
 
 
+def test_a_service_with_tta_answers_what_its_segmenter_gives(fcn8s_model, rng):
+    segmenter = Segmenter(fcn8s_model, tta=TTA(flip=True, scales=(0.5, 1.0)))
+    rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    with serving(create_app(segmenter)) as url:
+        assert httpx.get(f"{url}/healthz").json()["tta"] == {"flip": True, "scales": [0.5, 1.0]}
+        response = _post(url, _png_bytes(rgb))
+    assert response.status_code == 200
+    mask = np.asarray(Image.open(io.BytesIO(response.content)))
+    assert np.array_equal(mask, segmenter.labels(rgb))
+    assert not np.array_equal(mask, fcnxs.segment(fcn8s_model, rgb))
+
+
 def test_json_gives_class_shares_and_the_overlay(server, segmenter, rng):
     rgb = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
     response = _post(server, _png_bytes(rgb), format="json", overlay="true")
@@ -95,6 +108,7 @@ def test_healthz_and_the_page(server, segmenter):
     health = httpx.get(f"{server}/healthz").json()
     assert health["status"] == "ok"
     assert health["classes"] == list(segmenter.model.config.class_names)
+    assert health["tta"] == {"flip": False, "scales": [1.0]}
     page = httpx.get(server)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="file"' in page.text and "v1/segment" in page.text

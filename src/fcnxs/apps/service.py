@@ -195,6 +195,7 @@ def create_app(segmenter: Segmenter, limits: Limits | None = None) -> FastAPI:
             "status": "ok",
             "arch": config.arch,
             "classes": list(config.class_names),
+            "tta": {"flip": segmenter.tta.flip, "scales": list(segmenter.tta.scales)},
             "in_flight": gate.admitted,
         }
 

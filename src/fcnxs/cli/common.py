@@ -8,13 +8,14 @@ from typing import TextIO
 
 import torch
 
-from fcnxs.cli.options import CLASS_COUNT, NON_NEGATIVE
+from fcnxs.cli.options import CLASS_COUNT, NON_NEGATIVE, real
 from fcnxs.core.distributed import pick_device
 from fcnxs.core.errors import FcnxsError
 from fcnxs.core.precision import emulation_warning
 from fcnxs.data.layouts import LAYOUTS, Dataset, open_dataset
 from fcnxs.formats.detect import detect_format
 from fcnxs.inference.segmenter import Segmenter
+from fcnxs.inference.tta import MAX_SCALE, TTA
 from fcnxs.model.config import ARCHS
 from fcnxs.model.fcn import FCN
 from fcnxs.model.foreign import Weights
@@ -79,7 +80,9 @@ def open_segmenter(args: argparse.Namespace, **options) -> Segmenter:
     that precision will run emulated (slow) rather than quietly choosing another."""
     # The command owns its model: it may move it, in the memory format oneDNN runs fastest.
     model = open_model(args).to(pick_device(args.device), memory_format=torch.channels_last)
-    segmenter = Segmenter(model, precision=args.precision, tile=args.tile, **options)
+    segmenter = Segmenter(
+        model, precision=args.precision, tile=args.tile, tta=tta_from(args), **options
+    )
     warning = emulation_warning(segmenter.precision, segmenter.device)
     if warning:
         report_warning(warning)
@@ -94,6 +97,28 @@ def add_tile_argument(p: argparse.ArgumentParser) -> None:
         metavar="auto|SIZE|none",
         help="overlapping tiles of SIZE (≥ 64) pixels for large images (auto: from free memory)",
     )
+
+
+def add_tta_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tta",
+        choices=("none", "flip"),
+        default="none",
+        help="test-time augmentation: flip also runs the mirrored image (default none)",
+    )
+    p.add_argument(
+        "--scales",
+        nargs="+",
+        type=real(0, MAX_SCALE, open_low=True),
+        default=[1.0],
+        metavar="S",
+        help="also run the image rescaled by each S (e.g. 0.75 1 1.25) and average the "
+        "class probabilities at its own size (default: 1, no rescaling)",
+    )
+
+
+def tta_from(args: argparse.Namespace) -> TTA:
+    return TTA(flip=args.tta == "flip", scales=tuple(args.scales))
 
 
 def tile_option(text: str) -> int | str | None:

@@ -9,12 +9,15 @@ from fcnxs.cli.common import (
     MODEL_HELP,
     add_agreement_arguments,
     add_dataset_arguments,
+    add_tta_arguments,
     open_dataset_from,
     open_model,
+    tta_from,
 )
 from fcnxs.cli.options import NON_NEGATIVE, output_dir, output_file
 from fcnxs.core import distributed
 from fcnxs.core.collisions import refuse_replacing
+from fcnxs.core.errors import FcnxsError
 from fcnxs.data.layouts import Dataset
 from fcnxs.evaluation.evaluate import (
     evaluate_model,
@@ -56,6 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="also write the model's label maps, as palette PNGs, to DIR",
     )
+    add_tta_arguments(p)
     p.add_argument("--workers", type=NON_NEGATIVE, default=2, help="image loading workers")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.set_defaults(run=run)
@@ -74,6 +78,8 @@ def _refuse_replacing_inputs(args: argparse.Namespace, dataset: Dataset) -> None
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.predictions is not None and tta_from(args).active:
+        raise FcnxsError("--tta and --scales apply to --model, not to --predictions")
     context = distributed.init(args.device)
     try:
         dataset = open_dataset_from(args)
@@ -86,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
                 context=context,
                 workers=args.workers,
                 save_predictions=args.save_predictions,
+                tta=tta_from(args),
             )
             source = args.model
         else:

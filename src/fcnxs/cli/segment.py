@@ -22,8 +22,10 @@ import torch
 from fcnxs.cli.common import (
     add_model_arguments,
     add_tile_argument,
+    add_tta_arguments,
     open_segmenter,
     report_error,
+    tta_from,
 )
 from fcnxs.cli.options import POSITIVE, output_dir
 from fcnxs.core.collisions import refuse_replacing
@@ -54,13 +56,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", required=True, metavar="OUTDIR", type=output_dir)
     p.add_argument("--recursive", action="store_true", help="descend into folders")
     p.add_argument("--overlay", action="store_true", help="also <name>_overlay.jpg with a legend")
-    p.add_argument("--logits", action="store_true", help="also <name>.npy: float32 C×H×W scores")
+    p.add_argument(
+        "--logits",
+        action="store_true",
+        help="also <name>.npy: float32 C×H×W scores (not with --tta or --scales)",
+    )
     p.add_argument(
         "--probabilities",
         action="store_true",
-        help="also <name>_probabilities.npy: float16 C×H×W softmax",
+        help="also <name>_probabilities.npy: float16 C×H×W softmax (with --tta or --scales: "
+        "the averaged probabilities)",
     )
     add_tile_argument(p)
+    add_tta_arguments(p)
     p.add_argument(
         "--max-pixels",
         type=POSITIVE,
@@ -109,7 +117,9 @@ def _segment_one(segmenter: Segmenter, rgb: np.ndarray, files: dict[str, Path]) 
             if logits is not None:
                 logits[:, y0:y1] = scores.numpy()
             if probabilities is not None:
-                probabilities[:, y0:y1] = torch.softmax(scores, 0).numpy().astype(np.float16)
+                if not segmenter.scores_are_probabilities:
+                    scores = torch.softmax(scores, 0)
+                probabilities[:, y0:y1] = scores.numpy().astype(np.float16)
     return labels
 
 
@@ -131,6 +141,11 @@ def _remove(files: dict[str, Path]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.logits and tta_from(args).active:
+        raise FcnxsError(
+            "--logits: with --tta or --scales there are no logits, only averaged "
+            "probabilities (ask for --probabilities)"
+        )
     items = expand_inputs(args.inputs, args.recursive)
     plans = [(path, output_files(args.out / relative, args)) for path, relative in items]
     refuse_replacing(

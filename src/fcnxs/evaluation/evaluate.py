@@ -18,6 +18,7 @@ from fcnxs.data.labels import read_label
 from fcnxs.data.layouts import MASK_SUFFIXES, Dataset, Sample
 from fcnxs.evaluation.metrics import ConfusionMatrix
 from fcnxs.inference.border_reuse import BorderReuse
+from fcnxs.inference.tta import NO_TTA, TTA, averaged_probabilities
 from fcnxs.model.fcn import FCN, evaluating
 
 
@@ -48,8 +49,10 @@ def evaluate_model(
     context: Context | None = None,
     workers: int = 0,
     save_predictions: Path | None = None,
+    tta: TTA = NO_TTA,
 ) -> Evaluation:
-    """Whole-image inference over ``dataset`` (this process's share of it)."""
+    """Whole-image inference over ``dataset`` (this process's share of it), with ``tta``
+    averaging the class probabilities of its views."""
     context = context or Context()
     check_classes(model, dataset)
     loader = make_loader(
@@ -67,7 +70,9 @@ def evaluate_model(
     with evaluating(model):
         steps = zip(indices, batches(loader), strict=True)
         for index, (x, y, _) in progress(steps, len(indices), "evaluate", unit="img"):
-            pred = forward(x.to(context.device)).argmax(1).cpu()
+            x = x.to(context.device)
+            scores = averaged_probabilities(forward, x, tta) if tta.active else forward(x)
+            pred = scores.argmax(1).cpu()
             matrix.update(y, pred)
             count += 1
             if save_predictions is not None:

@@ -24,6 +24,7 @@ from fcnxs.core.precision import PRECISIONS
 from fcnxs.core.progress import progress
 from fcnxs.data.images import composite, open_image
 from fcnxs.inference.border_reuse import BorderReuse, CacheInfo
+from fcnxs.inference.tta import NO_TTA, TTA, averaged_probabilities
 from fcnxs.model.fcn import FCN, evaluating
 from fcnxs.model.preprocessing import as_rgb_array, normalise
 
@@ -124,6 +125,8 @@ class Segmenter:
     precision: str = "fp32"
     tile: int | str | None = "auto"
     max_pixels: int | None = None
+    tta: TTA = NO_TTA
+    """Test-time augmentation: with it, scores are averaged class probabilities."""
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -151,8 +154,12 @@ class Segmenter:
     def tile_size(self, height: int, width: int) -> int | None:
         if self.tile in (None, "none", 0):
             return None
-        if self.tile == "auto":
-            return auto_tile(height, width, self._memory_budget())
+        if self.tile == "auto":  # sized for the largest view
+            scale = max(1.0, self.tta.largest)
+            tile = auto_tile(
+                math.ceil(height * scale), math.ceil(width * scale), self._memory_budget()
+            )
+            return None if tile is None else max(ALIGN, int(tile / scale) // ALIGN * ALIGN)
         return None if max(height, width) <= int(self.tile) else int(self.tile)
 
     def _run(self, rgbs: list[np.ndarray]) -> torch.Tensor:
@@ -168,7 +175,9 @@ class Segmenter:
         dtype = PRECISIONS[self.precision]
         autocast = torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
         with evaluating(self.model), autocast, _autotuned(self.device):
-            return self.forward(x)
+            if not self.tta.active:
+                return self.forward(x)
+            return averaged_probabilities(self.forward, x, self.tta)
 
     def _forward(self, rgb: np.ndarray) -> torch.Tensor:
         return self._run([rgb])[0].float().cpu()
@@ -238,7 +247,13 @@ class Segmenter:
             yield top, done, scores[:, :k] / weights[:k]
             scores, weights, top = scores[:, k:], weights[k:], done
 
+    @property
+    def scores_are_probabilities(self) -> bool:
+        """Whether `scores` are TTA's averaged probabilities rather than logits."""
+        return self.tta.active
+
     def scores(self, image) -> torch.Tensor:
-        """The (C, H, W) float32 class scores of a whole image (tiled if need be)."""
+        """The (C, H, W) float32 class scores of a whole image (tiled if need be): logits,
+        or with TTA the averaged probabilities."""
         bands = [band for _, _, band in self.score_bands(self.load(image))]
         return torch.cat(bands, 1)
