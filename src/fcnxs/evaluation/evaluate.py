@@ -66,7 +66,7 @@ def evaluate_model(
     indices = loader.sampler.order()[context.rank :: context.world]
     matrix = ConfusionMatrix(model.config.num_classes)
     count = 0
-    forward = BorderReuse(model)
+    forward = BorderReuse(model, max_bytes=tta.cache_bytes)
     with evaluating(model):
         steps = zip(indices, batches(loader), strict=True)
         for index, (x, y, _) in progress(steps, len(indices), "evaluate", unit="img"):

@@ -136,7 +136,7 @@ class Segmenter:
         if isinstance(self.tile, int) and self.tile < 64:
             raise FcnxsError(f"tile must be at least 64 pixels, not {self.tile}")
         self.device = self.model.device
-        self.forward = BorderReuse(self.model)
+        self.forward = BorderReuse(self.model, max_bytes=self.tta.cache_bytes)
         self.background = mean_color(self.model)
 
     def cache_info(self) -> CacheInfo:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from fcnxs.core.errors import FcnxsError
+from fcnxs.inference.border_reuse import MAX_CACHED_BYTES
 
 MAX_SCALE = 4.0
 """Beyond 4× an FCN's receptive field sees texture, not objects; and the memory grows as
@@ -40,10 +41,12 @@ class TTA:
     def largest(self) -> float:
         return max(self.scales)
 
-    def describe(self) -> str:
-        views = len(self.scales) * (2 if self.flip else 1)
-        scales = " ".join(f"{s:g}" for s in self.scales)
-        return f"{views} views (scales {scales}{', flipped' if self.flip else ''})"
+    @property
+    def cache_bytes(self) -> int:
+        """Border reuse's budget for this TTA: its usual one for each size a view has. The
+        views of an image come round in turn, the pattern in which a least-recently-used
+        cache too small for all of them misses every time."""
+        return MAX_CACHED_BYTES * len(set(self.scales))
 
 
 NO_TTA = TTA()
