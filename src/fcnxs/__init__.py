@@ -10,6 +10,7 @@ The public API::
     labels, scores = fcnxs.segment(model, image, return_scores=True)
     segmenter = fcnxs.Segmenter(model, precision="bf16")  # many images: keeps its caches
     scores = segmenter.scores("photo.jpg")
+    fcnxs.Segmenter(model, tta=fcnxs.TTA(flip=True, scales=(0.75, 1, 1.25)))  # averaged views
     fcnxs.save_model(model, "out.safetensors")
     fcnxs.ARCHS                                           # ("fcn32s", "fcn16s", "fcn8s")
 
@@ -20,6 +21,7 @@ inference, evaluation, training, apps, then cli (docs/design.md §0).
 from fcnxs.core.errors import FcnxsError
 from fcnxs.inference.api import segment, segment_paths
 from fcnxs.inference.segmenter import Segmenter
+from fcnxs.inference.tta import TTA
 from fcnxs.model.architecture import ARCHS
 from fcnxs.model.config import ModelConfig, Preprocessing, Semantics
 from fcnxs.model.fcn import FCN
@@ -37,6 +39,7 @@ __all__ = [
     "Preprocessing",
     "Segmenter",
     "Semantics",
+    "TTA",
     "TransferReport",
     "build_model",
     "load_model",
