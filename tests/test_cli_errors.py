@@ -377,3 +377,47 @@ def test_data_commands_document_every_option():
 
     data = build_parser()._subparsers._group_actions[0].choices["data"]
     check(data, "data")
+
+
+BINARY = bytes(range(256)) * 4
+
+
+def test_binary_text_files_are_one_line_errors(cli, work):
+    """A classes, split, list, labels or class-weights file that is not UTF-8 text."""
+    ds = work / "ds"
+    binary = work / "binary.txt"
+    binary.write_bytes(BINARY)
+    (ds / "ImageSets" / "Segmentation" / "bin.txt").write_bytes(BINARY)
+    cases = [
+        (("data", "check", ds, "--split", "train", "--classes", binary), "not a classes file"),
+        (("data", "check", ds, "--split", "bin"), "not a split file"),
+        (("data", "check", "--data", ds, "--list", binary), "not a list file"),
+        (("data", "import", "labelme", work, "--labels", binary, "-o", work / "new"),
+         "not a labels file"),
+        (("train", "--arch", "fcn32s", "--data", ds, "--split", "train", "--out", work / "run",
+          "--class-weights", binary), "not a class-weights file"),
+    ]  # fmt: skip
+    for argv, words in cases:
+        status, _, err = cli(*argv)
+        assert status == 2, (argv, err)
+        assert_one_line(err, words, "not UTF-8 text")
+    assert not (work / "new").exists() and not (work / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (BINARY, "not UTF-8 text"),
+        (b"[1]", "not a JSON object"),
+        (b'{"epochs": 3}', "cannot use"),
+        (b'{"arch": 5, "train_data": {}}', "arch is one of fcn32s, fcn16s, fcn8s, not 5"),
+        (b'{"arch": "fcn32s", "train_data": {}, "epochs": "x"}', "cannot use"),
+    ],
+)
+def test_a_hand_edited_run_json_is_one_line(cli, work, content, words):
+    run = work / "run"
+    run.mkdir()
+    (run / "run.json").write_bytes(content)
+    status, _, err = cli("train", "--resume", run)
+    assert status == 2
+    assert_one_line(err, "run.json", words)

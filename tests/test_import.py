@@ -291,6 +291,13 @@ def test_coco_import_matches_pycocotools_decoding(tmp_path, rng, capsys):
     assert f"{path}: annotation 5 of 000000000002.jpg: category 9 is not listed" in err
     assert not (tmp_path / "again").exists()
 
+    entries[0]["height"] = "60"
+    path.write_text(json.dumps({"images": entries, "annotations": annotations[:4],
+                                "categories": categories}))  # fmt: skip
+    assert main([*argv[:-1], str(tmp_path / "again")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: images entry 1: height and width must be positive whole numbers" in err
+
 
 def test_rasterised_shapes_equal_an_independent_point_test(rng):
     """Random polygons (self-crossing ones too, float vertices, partly off the image) and

@@ -34,12 +34,12 @@ __version__ = "0.1.0"
 __all__ = [
     "ARCHS",
     "FCN",
+    "TTA",
     "FcnxsError",
     "ModelConfig",
     "Preprocessing",
     "Segmenter",
     "Semantics",
-    "TTA",
     "TransferReport",
     "build_model",
     "load_model",

@@ -11,7 +11,7 @@ from fcnxs.cli.options import NON_NEGATIVE, POSITIVE, PROBABILITY, output_dir, r
 from fcnxs.core import distributed
 from fcnxs.core.errors import FcnxsError
 from fcnxs.model.config import ARCHS
-from fcnxs.training.checkpoints import BEST, RUN_SETTINGS, read_settings
+from fcnxs.training.checkpoints import BEST, RUN_SETTINGS
 from fcnxs.training.loop import train
 from fcnxs.training.pipeline import STAGES
 from fcnxs.training.pipeline import run_pipeline as run_pipeline_stages
@@ -171,7 +171,7 @@ def _settings(args, arch: str, init: str | None, epochs: int, lr: float | None) 
 def _resumed_settings(args: argparse.Namespace) -> TrainSettings:
     """run.json's settings, with the options a resumed run may change; any other option
     given is an error rather than silently ignored."""
-    settings = TrainSettings.from_dict(read_settings(args.resume))
+    settings = TrainSettings.of_run(args.resume)
     fixed = [*RECIPE, "arch", "init", "lr", "out", "data", "split", "list_file", "images"]
     fixed += ["masks", "format", "classes", "val_split", "val_list", "val_images", "val_masks"]
     given = [

@@ -83,3 +83,19 @@ def require_file(path: str | os.PathLike, kind: str) -> None:
         raise file_error(path, f"is a directory, not {kind}")
     if path.stat().st_size == 0:
         raise file_error(path, "empty file")
+
+
+def read_text(path: str | os.PathLike, kind: str) -> str:
+    """A text file a user hands us (a split, list, classes or labels file, JSON) as UTF-8:
+    missing, a directory, binary or unreadable is the one-line error, never a traceback."""
+    path = Path(path)
+    if not path.exists():
+        raise file_error(path, f"no such {kind}")
+    if path.is_dir():
+        raise file_error(path, f"is a directory, not a {kind}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise file_error(path, f"not a {kind}: not UTF-8 text") from None
+    except OSError as exc:
+        raise file_error(path, f"unreadable ({exc.strerror or exc})") from None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnxs.core.errors import FcnxsError, file_error
+from fcnxs.core.errors import FcnxsError, file_error, read_text
 
 WEIGHTINGS = ("median-frequency", "inverse-frequency")
 
@@ -39,10 +39,8 @@ def inverse_frequency(counts: np.ndarray) -> list[float]:
 
 
 def read_weights_file(path: str | Path, num_classes: int) -> list[float]:
-    path = Path(path)
-    if not path.is_file():
-        raise file_error(path, "no such class-weights file")
-    values = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+    text = read_text(path, "class-weights file")
+    values = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
     try:
         weights = [float(v) for v in values if v]
     except ValueError:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fcnxs.core.atomic import write_text
-from fcnxs.core.errors import file_error
+from fcnxs.core.errors import file_error, read_text
 from fcnxs.core.palette import MAX_CLASSES, VOC_CLASSES, voc_colormap
 
 CLASSES_FILE = "classes.txt"
@@ -35,11 +35,10 @@ def _too_many(path: Path) -> Exception:
 
 def read_classes_file(path: str | Path) -> ClassList:
     path = Path(path)
-    if not path.exists() or path.is_dir():
-        raise file_error(path, "no such classes file")
+    text = read_text(path, "classes file")
     names, colors = [], []
     defaults = voc_colormap(MAX_CLASSES)
-    lines = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+    lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
     for number, line in enumerate((ln for ln in lines if ln), start=1):
         parts = line.split()
         if len(names) == MAX_CLASSES:
@@ -70,7 +69,7 @@ def read_name_list(path: str | Path) -> ClassList:
     """labelme's class list (``class_names.txt`` of labelme2voc): one name a line, whole,
     ``_background_`` first; the colours are VOC's, as labelme's own colour map is."""
     path = Path(path)
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in read_text(path, "class list").splitlines() if line.strip()]
     if not names:
         raise file_error(path, "lists no classes")
     if len(names) > MAX_CLASSES:

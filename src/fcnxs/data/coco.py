@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnxs.core.errors import FcnxsError, file_error, require_file
+from fcnxs.core.errors import FcnxsError, file_error, read_text, require_file
 from fcnxs.core.palette import MAX_CLASSES, VOID_LABEL, voc_colormap
 from fcnxs.data.classes import ClassList
 from fcnxs.data.images import decode_image
@@ -51,16 +51,27 @@ def _entries(doc: dict, key: str, fields: tuple[str, ...], path: Path) -> list[d
     return entries
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_ids(entries: list[dict], key: str, field: str, path: Path) -> None:
+    for number, entry in enumerate(entries, start=1):
+        if not _is_int(entry[field]):
+            raise file_error(path, f"{key} entry {number}: '{field}' must be a whole number")
+
+
 def read_coco(path: str | Path) -> CocoFile:
     path = Path(path)
-    require_file(path, "a COCO annotations file")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = json.loads(read_text(path, "COCO annotations file"))
+    except json.JSONDecodeError as exc:
         raise file_error(path, f"not a COCO JSON file ({exc})") from None
     if not isinstance(doc, dict) or "categories" not in doc or "images" not in doc:
         raise file_error(path, "not a COCO annotations file (no 'images' and 'categories')")
-    categories = sorted(_entries(doc, "categories", ("id", "name"), path), key=lambda c: c["id"])
+    categories = _entries(doc, "categories", ("id", "name"), path)
+    _check_ids(categories, "categories", "id", path)
+    categories = sorted(categories, key=lambda c: c["id"])
     if not categories:
         raise file_error(path, "lists no categories")
     if len(categories) + 1 > MAX_CLASSES:
@@ -68,9 +79,17 @@ def read_coco(path: str | Path) -> CocoFile:
     names = (BACKGROUND, *(str(c["name"]) for c in categories))
     classes = ClassList(names, tuple(voc_colormap(len(names))))
     images = _entries(doc, "images", ("id", "file_name", "height", "width"), path)
+    _check_ids(images, "images", "id", path)
+    for number, image in enumerate(images, start=1):
+        if not all(_is_int(image[k]) and image[k] > 0 for k in ("height", "width")):
+            raise file_error(path, f"images entry {number}: height and width must be positive "
+                             "whole numbers")  # fmt: skip
     annotations: dict[int, list[dict]] = {image["id"]: [] for image in images}
     fields = ("image_id", "category_id", "segmentation")
-    for number, annotation in enumerate(_entries(doc, "annotations", fields, path), start=1):
+    listed = _entries(doc, "annotations", fields, path)
+    _check_ids(listed, "annotations", "image_id", path)
+    _check_ids(listed, "annotations", "category_id", path)
+    for number, annotation in enumerate(listed, start=1):
         if annotation["image_id"] not in annotations:
             raise file_error(path, f"annotation {number} is of image {annotation['image_id']}, "
                              "which 'images' does not list")  # fmt: skip

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fcnxs.core.errors import FcnxsError, file_error, require_file
+from fcnxs.core.errors import FcnxsError, file_error, read_text
 from fcnxs.core.palette import MAX_CLASSES, VOID_LABEL, voc_colormap
 from fcnxs.data import rasterise
 from fcnxs.data.classes import ClassList
@@ -61,9 +61,7 @@ class Labels:
 
 def read_labels_file(path: str | Path) -> Labels:
     path = Path(path)
-    if not path.is_file():
-        raise file_error(path, "no such labels file")
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    lines = [line.strip() for line in read_text(path, "labels file").splitlines() if line.strip()]
     names = tuple(line for line in lines if line != IGNORE)
     if not names or names[0] != BACKGROUND:
         raise file_error(path, f"the first class must be {BACKGROUND} (labelme's convention)")
@@ -159,11 +157,10 @@ def read_annotation(
     path: str | Path, labels: Labels, *, line_width: int = 10, point_size: int = 5
 ) -> Converted:
     """A labelme JSON file as its image and label map (H×W uint8, 255 void)."""
-    require_file(path, "a labelme JSON file")
     path = Path(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = json.loads(read_text(path, "labelme JSON file"))
+    except json.JSONDecodeError as exc:
         raise file_error(path, f"not a labelme JSON file ({exc})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list):
         raise file_error(path, "not a labelme JSON file (no list of shapes)")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnxs.core.errors import FcnxsError, file_error
+from fcnxs.core.errors import FcnxsError, file_error, read_text
 from fcnxs.data.benchmarks import ADE20K, ADE20K_LABEL_MAP, CITYSCAPES, CITYSCAPES_LABEL_MAP
 from fcnxs.data.classes import CLASSES_FILE, VOC, ClassList, read_classes_file, read_name_list
 from fcnxs.data.images import IMAGE_SUFFIXES
@@ -165,9 +165,8 @@ def detect_layout(root: Path) -> str:
 
 
 def _read_ids(path: Path) -> list[str]:
-    if not path.is_file():
-        raise file_error(path, "no such split file")
-    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    text = read_text(path, "split file")
+    ids = [line.strip() for line in text.splitlines() if line.strip()]
     if not ids:
         raise file_error(path, "lists no samples")
     return ids
@@ -180,10 +179,8 @@ def split_file(root: Path, layout: str, split: str) -> Path | None:
 
 def list_samples(root: Path, list_file: Path) -> list[Sample]:
     """The tutorial's ``index<TAB>image<TAB>label`` lines; paths are relative to ``root``."""
-    if not list_file.is_file():
-        raise file_error(list_file, "no such list file")
     samples = []
-    for number, line in enumerate(list_file.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(list_file, "list file").splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.rstrip("\n").split("\t")

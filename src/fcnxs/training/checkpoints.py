@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from fcnxs.core.atomic import atomic_file, atomic_path, write_text
-from fcnxs.core.errors import OutputError, file_error
+from fcnxs.core.errors import OutputError, file_error, read_text
 from fcnxs.formats.torch_file import load_weights_only
 from fcnxs.model.fcn import FCN
 from fcnxs.model.modelfile import read_model, save_model
@@ -153,7 +153,13 @@ def read_settings(run_dir: Path) -> dict[str, Any]:
     path = run_dir / RUN_SETTINGS
     if not path.is_file():
         raise file_error(path, "no run settings: is this a training run folder?")
-    return json.loads(path.read_text())
+    try:
+        settings = json.loads(read_text(path, "run settings file"))
+    except json.JSONDecodeError as exc:
+        raise file_error(path, f"not a run settings file ({exc})") from None
+    if not isinstance(settings, dict):
+        raise file_error(path, "not a run settings file (not a JSON object)")
+    return settings
 
 
 class MetricsLog:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fcnxs.core.errors import FcnxsError
+from fcnxs.core.errors import FcnxsError, file_error
 from fcnxs.data.transforms import Augmentation
 from fcnxs.model.architecture import ARCHS
-from fcnxs.training.checkpoints import read_settings
+from fcnxs.training.checkpoints import RUN_SETTINGS, read_settings
 
 DEFAULT_LR = dict(zip(ARCHS, (1e-4, 1e-5, 1e-6), strict=True))
 """The tutorial's learning rates with the per-pixel mean loss, coarse to fine."""
@@ -74,10 +74,27 @@ class TrainSettings:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in names})
 
+    @classmethod
+    def of_run(cls, run_dir: Path) -> TrainSettings:
+        """The settings a run folder's run.json records, checked: a hand-edited or foreign
+        file is one line naming it, not a traceback."""
+        path = run_dir / RUN_SETTINGS
+        try:
+            settings = cls.from_dict(read_settings(run_dir))
+            settings.validate()
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise file_error(path, f"holds settings fcnxs cannot use ({exc})") from None
+        except FcnxsError as exc:
+            raise file_error(path, str(exc)) from None
+        return settings
+
     def validate(self) -> None:
         """Every value in its range, before anything is read or written."""
+        if self.arch not in ARCHS:
+            raise FcnxsError(f"`arch` is one of {', '.join(ARCHS)}, not {self.arch!r}")
         low, high = self.scale or (1.0, 1.0)
         checks = [
+            (isinstance(self.train_data, dict), "`train_data` names a dataset"),
             (self.epochs >= 1, "`epochs` must be at least 1"),
             (self.batch_size >= 1, "`batch_size` must be at least 1"),
             (self.learning_rate > 0, "`lr` must be positive"),
@@ -101,7 +118,7 @@ class TrainSettings:
 
 def check_same_recipe(settings: TrainSettings, run_dir: Path) -> None:
     """A resumed run goes on as it started: only `ON_RESUME` settings may differ."""
-    saved = TrainSettings.from_dict(read_settings(run_dir))
+    saved = TrainSettings.of_run(run_dir)
     for name in (f.name for f in dataclasses.fields(TrainSettings)):
         ours, theirs = getattr(settings, name), getattr(saved, name)
         derived = name == "class_weight_values" and ours is None  # computed when it started
