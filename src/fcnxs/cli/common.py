@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TextIO
 
 import torch
@@ -42,6 +43,12 @@ def report_error(error: str | FcnxsError) -> None:
     message = error.render(flag) if isinstance(error, FcnxsError) else error
     for line in message.splitlines() or [""]:
         print(f"fcnxs: error: {line}", file=sys.stderr, flush=True)
+
+
+def require_new_folder(path: Path, command: str) -> None:
+    """Commands that write a new dataset write into an absent or empty folder only."""
+    if path.exists() and any(path.iterdir()):
+        raise FcnxsError(f"{path}: not empty; {command} writes a new dataset")
 
 
 def report_warning(message: str) -> None:

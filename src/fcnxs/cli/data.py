@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from fcnxs.cli import data_import
-from fcnxs.cli.common import add_dataset_arguments, open_dataset_from
+from fcnxs.cli.common import add_dataset_arguments, open_dataset_from, require_new_folder
 from fcnxs.cli.options import POSITIVE, PROBABILITY, integer, output_dir, output_file
 from fcnxs.core.atomic import write_text
 from fcnxs.core.collisions import refuse_replacing
@@ -91,8 +91,7 @@ def run_make_lst(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    if args.out.exists() and any(args.out.iterdir()):
-        raise FcnxsError(f"{args.out}: not empty; data synth writes a new dataset")
+    require_new_folder(args.out, "data synth")
     if round(args.num_images * args.val_fraction) >= args.num_images:
         raise FcnxsError(
             f"--val-fraction {args.val_fraction:g} of {args.num_images} images leaves none "

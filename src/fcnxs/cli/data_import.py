@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fcnxs.cli.common import require_new_folder
 from fcnxs.cli.options import POSITIVE, PROBABILITY, output_dir
-from fcnxs.core.errors import FcnxsError
 from fcnxs.data.coco import coco_sources, read_coco
 from fcnxs.data.labelme import labelme_sources, read_labels_file
 from fcnxs.data.voc_writer import write_voc_dataset
@@ -43,7 +43,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "labelme",
         help="a folder of labelme JSON files",
         description="Paints every labelme JSON file under SRC (its image beside it or embedded "
-        "as imageData) as labelme2voc does: shapes in file order, later over earlier. " + LAYOUT,
+        "as imageData): shapes in file order, later over earlier, as labelme2voc paints them. "
+        + LAYOUT,
     )
     labelme.add_argument("src", metavar="SRC", help="a folder of labelme .json files")
     labelme.add_argument(
@@ -74,11 +75,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     coco.set_defaults(run=run_coco)
 
 
-def _refuse_a_full_folder(args: argparse.Namespace) -> None:
-    if args.out.exists() and any(args.out.iterdir()):
-        raise FcnxsError(f"{args.out}: not empty; data import writes a new dataset")
-
-
 def _write(args: argparse.Namespace, sources, classes, what: str) -> int:
     problems = write_voc_dataset(
         args.out,
@@ -95,7 +91,7 @@ def _write(args: argparse.Namespace, sources, classes, what: str) -> int:
 
 
 def run_labelme(args: argparse.Namespace) -> int:
-    _refuse_a_full_folder(args)
+    require_new_folder(args.out, "data import")
     labels = read_labels_file(args.labels)
     sources = labelme_sources(
         args.src, labels, line_width=args.line_width, point_size=args.point_size
@@ -104,6 +100,6 @@ def run_labelme(args: argparse.Namespace) -> int:
 
 
 def run_coco(args: argparse.Namespace) -> int:
-    _refuse_a_full_folder(args)
+    require_new_folder(args.out, "data import")
     coco = read_coco(args.annotations)
     return _write(args, coco_sources(coco, args.images), coco.classes, "coco")

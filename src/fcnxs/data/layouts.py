@@ -86,7 +86,7 @@ class Layout:
     label_map: tuple[int, ...] | None = None
 
 
-def voc_masks(root: Path) -> Path:
+def _voc_masks(root: Path) -> Path:
     """VOC's mask folder, or older labelme2voc's (``.npy`` arrays beside palette PNGs)."""
     masks = root / "SegmentationClass"
     if (root / "SegmentationClassPNG").is_dir() and not any(masks.glob("*.png")):
@@ -100,7 +100,7 @@ def _voc_split_file(root: Path, split: str) -> Path | None:
 
 
 def _voc_samples(root: Path, split: str) -> list[Sample]:
-    masks = voc_masks(root)
+    masks = _voc_masks(root)
     index = _voc_split_file(root, split)
     if index is None:
         return folder_samples(root / "JPEGImages", masks)
@@ -170,11 +170,6 @@ def _read_ids(path: Path) -> list[str]:
     if not ids:
         raise file_error(path, "lists no samples")
     return ids
-
-
-def split_file(root: Path, layout: str, split: str) -> Path | None:
-    """The file that lists the ids of a split (None where the split is a folder)."""
-    return LAYOUTS[layout].split_file(root, split)
 
 
 def list_samples(root: Path, list_file: Path) -> list[Sample]:
