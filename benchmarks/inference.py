@@ -1,5 +1,6 @@
-"""Per-image inference of FCN-8s at 375×500: fcnxs's engines side by side with ONNX Runtime
-and, when given a Python with MXNet 1.9.1, MXNet itself, on this machine.
+"""Per-image inference of FCN-8s at 375×500: fcnxs's engines side by side with ONNX Runtime,
+OpenVINO (when installed: pip install 'fcnxs[bench]') and, when given a Python with MXNet
+1.9.1, MXNet itself, on this machine.
 
     .venv/bin/python benchmarks/inference.py [--model M.safetensors] [--runs 5]
         [--mxnet-python .venv-mxnet/bin/python]
@@ -29,6 +30,7 @@ ENGINES = [
     "eager fp32 channels_last",
     "eager bf16 channels_last",
     "onnxruntime fp32",
+    "openvino fp32",
     "fcnxs segment fp32",
     "fcnxs segment bf16",
 ]
@@ -84,15 +86,12 @@ def run_engine(engine: str, model_path: str, image: np.ndarray, runs: int, work:
 
         first, median = _timed(call, runs)
         logits = call.out[0].numpy()
-    else:
+    elif engine.startswith("onnxruntime"):
         import onnxruntime
 
-        from fcnxs.apps.export import export_onnx
-
-        onnx_path = work / "model.onnx"
-        if not onnx_path.exists():
-            export_onnx(model, onnx_path)
-        session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            str(_onnx(model, work)), providers=["CPUExecutionProvider"]
+        )
         feed = {"image": x.numpy()}
 
         def call():
@@ -100,9 +99,43 @@ def run_engine(engine: str, model_path: str, image: np.ndarray, runs: int, work:
 
         first, median = _timed(call, runs)
         logits = call.out[0]
+    else:  # OpenVINO on the same ONNX model, fp32 kept (its CPU plugin would pick bf16)
+        import openvino
+
+        core = openvino.Core()
+        compiled = core.compile_model(
+            str(_onnx(model, work)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+        )
+        request = compiled.create_infer_request()
+        feed = x.numpy()
+
+        def call():
+            call.out = request.infer({0: feed})[compiled.output(0)]
+
+        first, median = _timed(call, runs)
+        logits = call.out[0]
     np.save(work / f"{engine.replace(' ', '_')}.npy", logits)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {"engine": engine, "first_s": first, "median_s": median, "peak_gib": peak}
+
+
+def _onnx(model, work: Path) -> Path:
+    from fcnxs.apps.export import export_onnx
+
+    path = work / "model.onnx"
+    if not path.exists():
+        export_onnx(model, path)
+    return path
+
+
+def missing(engine: str) -> str | None:
+    """Why an optional engine cannot run here (None: it can)."""
+    if engine.startswith("openvino"):
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            return "OpenVINO is not installed (pip install 'fcnxs[bench]')"
+    return None
 
 
 def run_mxnet(python: str, image_path: Path, runs: int, work: Path) -> dict:
@@ -156,10 +189,13 @@ def main() -> None:
         if model_path is None:
             model_path = str(work / "fcn8s.safetensors")
             fcnxs.save_model(_random_fcn8s(), model_path)
-        rows = []
+        rows, skipped = [], []
         skip_bf16 = not (bf16_is_native() or args.emulated_bf16)
         for engine in ENGINES:
             if skip_bf16 and "bf16" in engine:
+                continue
+            if missing(engine):
+                skipped.append(f"{engine}: skipped, {missing(engine)}")
                 continue
             command = [
                 sys.executable,
@@ -206,6 +242,8 @@ def main() -> None:
                 f"| {row['engine']} | {row['first_s']:.2f} | {1000 * row['median_s']:.0f} | "
                 f"{row['peak_gib']:.2f} | {quality} |"
             )
+        for line in skipped:
+            print(f"\n{line}")
         if skip_bf16:
             print(f"\n{EMULATED_BF16_NOTE}")
 

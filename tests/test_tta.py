@@ -88,8 +88,8 @@ def test_border_reuse_keeps_every_view_size_of_an_image(fcn8s_model):
 
 @pytest.mark.slow
 def test_tta_keeps_working_with_tiles_and_batches(varied_model, rng):
-    image = _smooth_image(rng, 200, 260)
-    tta = TTA(flip=True, scales=(0.75, 1.25))
+    image = _smooth_image(rng, 150, 200)
+    tta = TTA(flip=True, scales=(0.75, 1.0))
     whole = Segmenter(varied_model, tile=None, tta=tta)
     tiled = Segmenter(varied_model, tile=96, tta=tta)
     agreement = (whole.labels(image) == tiled.labels(image)).mean()
@@ -97,7 +97,7 @@ def test_tta_keeps_working_with_tiles_and_batches(varied_model, rng):
     batch = whole.labels_batch([image, image[::-1].copy()])
     assert np.array_equal(batch[0], whole.labels(image))
     assert np.array_equal(batch[1], whole.labels(image[::-1].copy()))
-    assert whole.cache_info().sizes_seen >= 2  # border reuse met each view's size
+    assert tiled.cache_info().sizes_seen >= 2  # border reuse met the tiles' view sizes
 
 
 def test_segment_tta_options(tmp_path, model_file, rng, cli):
