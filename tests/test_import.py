@@ -118,14 +118,19 @@ def labelme(tmp_path, rng):
         _shape("dog", "point", [[10, 10]]),
         _shape("cat", "point", [[150, 100]]),
     ]
-    _write_json(src / "strokes.json", strokes, "sub/photo.jpg")
+    # written on another machine: its imagePath is absolute there; the image is beside it here
+    _write_json(src / "sub" / "strokes.json", strokes, "D:\\labels\\photo.jpg")
     expected_strokes = np.zeros((H, W), np.uint8)
     for region, value in [
         (_thick([(5, 110), (60, 110)], 10), 2), (_thick(strip, 10), 1), (_disc(10, 10, 5), 2),
         (_disc(150, 100, 5), 1),
     ]:  # fmt: skip
         expected_strokes[region] = value
-    expected = {"boxes": expected_boxes, "sub_photo": expected_kinds, "strokes": expected_strokes}
+    expected = {
+        "boxes": expected_boxes,
+        "sub_photo": expected_kinds,
+        "sub_strokes": expected_strokes,
+    }
     return src, tmp_path / "labels.txt", boxes_image, expected
 
 
@@ -138,7 +143,7 @@ def test_labelme_import_matches_an_independent_rasterisation(labelme, tmp_path, 
     assert "wrote 3 samples of 3 classes" in capsys.readouterr().out
     dataset = open_dataset(root=out, split="trainval")
     assert dataset.classes.names == ("_background_", "cat", "dog")
-    assert [s.id for s in dataset.samples] == ["boxes", "strokes", "sub_photo"]
+    assert [s.id for s in dataset.samples] == ["boxes", "sub_photo", "sub_strokes"]
     read = {s.id: load_pair(dataset, i) for i, s in enumerate(dataset.samples)}
     assert np.array_equal(read["boxes"][1], expected["boxes"])  # rectangles and masks: exact
     # the embedded PNG is re-encoded as JPEG; the JPEG beside its file is copied as it is
@@ -148,12 +153,12 @@ def test_labelme_import_matches_an_independent_rasterisation(labelme, tmp_path, 
     ).read_bytes()
     # polygons, circles, lines and points: the same pixels as the rasterisation here
     assert np.array_equal(read["sub_photo"][1], expected["sub_photo"])
-    assert np.array_equal(read["strokes"][1], expected["strokes"])
+    assert np.array_equal(read["sub_strokes"][1], expected["sub_strokes"])
     for value in (0, 1, 2, VOID_LABEL):  # every class and the ignore region are there
         assert (read["sub_photo"][1] == value).sum() > 50
     splits = [(out / "ImageSets" / "Segmentation" / f"{s}.txt").read_text().split()
               for s in ("train", "val")]  # fmt: skip
-    assert sorted(splits[0] + splits[1]) == ["boxes", "strokes", "sub_photo"]
+    assert sorted(splits[0] + splits[1]) == ["boxes", "sub_photo", "sub_strokes"]
     assert len(splits[1]) == 2
     assert main(["data", "check", str(out), "--split", "trainval"]) == 0
 
@@ -174,6 +179,7 @@ def test_broken_labelme_files_are_one_line_each_and_nothing_is_written(labelme, 
     for name, (shapes, _) in BROKEN.items():
         _write_json(src / name, shapes, "sub/photo.jpg")
     _write_json(src / "size.json", [], "sub/photo.jpg", size=(100, 100))
+    _write_json(src / "lost.json", [], "nowhere.jpg")
     (src / "syntax.json").write_text('{"shapes": [')
     out = tmp_path / "dataset"
     status, _, err = cli("data", "import", "labelme", src, "--labels", labels, "-o", out)
@@ -182,22 +188,23 @@ def test_broken_labelme_files_are_one_line_each_and_nothing_is_written(labelme, 
     wanted = [f"{src / name}: {message}" for name, (_, message) in BROKEN.items()] + [
         f"{src / 'size.json'}: imageWidth×imageHeight is 100×100, its image is 160×120",
         f"{src / 'syntax.json'}: not a labelme JSON file (Expecting",
+        f"{src / 'lost.json'}: its image nowhere.jpg is not beside it (and it has no imageData)",
     ]
     for line in wanted:
         assert any(e.startswith(f"fcnxs: error: {line}") for e in err), (line, err)
     assert (
         err[-1]
-        == "fcnxs: error: nothing written: 5 files with problems (--skip-bad leaves them out)"
+        == "fcnxs: error: nothing written: 6 files with problems (--skip-bad leaves them out)"
     )
     errors = [e for e in err if not e.startswith("import labelme:")]  # progress aside
-    assert len(errors) == 6 and not any("Traceback" in e for e in err)
+    assert len(errors) == 7 and not any("Traceback" in e for e in err)
 
     status, out_text, err = cli("data", "import", "labelme", src, "--labels", labels, "-o", out,
                                 "--skip-bad")  # fmt: skip
     assert status == 0 and "wrote 3 samples" in out_text
-    assert sum("warning: left out" in e for e in err) == 5
+    assert sum("warning: left out" in e for e in err) == 6
     written = sorted(p.stem for p in (out / "SegmentationClass").iterdir())
-    assert written == ["boxes", "strokes", "sub_photo"]
+    assert written == ["boxes", "sub_photo", "sub_strokes"]
     assert image.exists()
 
 

@@ -105,9 +105,9 @@ def _mask(segmentation, height: int, width: int, where: str) -> np.ndarray:
     try:
         if isinstance(segmentation, list):  # polygons, each [x1, y1, x2, y2, ...]
             if not segmentation or any(
-                not isinstance(p, list) or len(p) < 6 or len(p) % 2 for p in segmentation
+                not isinstance(p, list) or len(p) < 4 or len(p) % 2 for p in segmentation
             ):
-                raise ValueError("polygons must be lists of at least 3 x, y pairs")
+                raise ValueError("polygons must be lists of x, y pairs, at least two")
             rle = coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
         elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
             rle = coco_mask.frPyObjects(segmentation, height, width)  # uncompressed RLE

@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
@@ -87,12 +87,16 @@ def _image(doc: dict, path: Path) -> tuple[Image.Image, bytes]:
     if doc.get("imageData"):
         data = _b64(doc["imageData"], "imageData", path)
         return decode_image(io.BytesIO(data), f"{path}: imageData"), data
-    relative = doc.get("imagePath")
-    if not isinstance(relative, str) or not relative:
+    named = doc.get("imagePath")
+    if not isinstance(named, str) or not named:
         raise file_error(path, "has neither imageData nor imagePath")
-    image_path = path.parent / relative.replace("\\", "/")
-    if not image_path.is_file():
-        raise file_error(path, f"its image {image_path} does not exist (and no imageData)")
+    # imagePath is relative to the JSON file; one written elsewhere (another machine's
+    # absolute path, Windows separators) is looked for by its name beside the JSON file
+    relative = named.replace("\\", "/")
+    candidates = [path.parent / relative, path.parent / PurePosixPath(relative).name]
+    image_path = next((c for c in candidates if c.is_file()), None)
+    if image_path is None:
+        raise file_error(path, f"its image {named} is not beside it (and it has no imageData)")
     data = image_path.read_bytes()
     return decode_image(io.BytesIO(data), str(image_path)), data
 
