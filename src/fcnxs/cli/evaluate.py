@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from fcnxs.cli.common import (
@@ -80,6 +81,7 @@ def _refuse_replacing_inputs(args: argparse.Namespace, dataset: Dataset) -> None
 def run(args: argparse.Namespace) -> int:
     if args.predictions is not None and tta_from(args).active:
         raise FcnxsError("--tta and --scales apply to --model, not to --predictions")
+    tta = tta_from(args)
     context = distributed.init(args.device)
     try:
         dataset = open_dataset_from(args)
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
                 context=context,
                 workers=args.workers,
                 save_predictions=args.save_predictions,
-                tta=tta_from(args),
+                tta=tta,
             )
             source = args.model
         else:
@@ -105,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
                 result.num_images,
                 source=source,
                 dataset=dataset.name,
+                **({"tta": dataclasses.asdict(tta)} if tta.active else {}),
             )
             picture = write_report(report, dataset.classes.names, args.out)
             print(format_table(report))
