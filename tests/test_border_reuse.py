@@ -114,6 +114,24 @@ def test_changed_weights_are_never_served_from_what_was_kept():
     assert relative < 1e-4
 
 
+def test_weights_are_packed_once_for_every_size_and_pass(fcn8s_model):
+    """One packed layout serves every input size: a new size adds its borders only, and its
+    dense passes run on the packed weights too, with the dense network's outputs."""
+    reuse = BorderReuse(fcn8s_model)
+    generator = torch.Generator().manual_seed(5)
+    packed = []
+    with torch.inference_mode():
+        for side in (40, 56):
+            for _ in range(3):  # dense, dense and kept, then windowed
+                x = torch.randn(1, 3, side, side, generator=generator) * 60
+                relative, equal = _agreement(fcn8s_model(x), reuse(x))
+                assert relative < 1e-4 and equal > 0.999
+                packed.append(reuse.cache_info().packed_bytes)
+    assert packed[0] > 0 or not precision.native_on_cpu(torch.float32)
+    assert len(set(packed)) == 1  # packed on the first call, never again
+    assert reuse.cache_info().sizes_kept == 2
+
+
 @pytest.mark.slow
 def test_the_memory_budget_keeps_only_the_newest_size(fcn8s_model):
     reuse = BorderReuse(fcn8s_model, max_bytes=1)

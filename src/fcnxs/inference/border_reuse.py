@@ -26,8 +26,8 @@ from fcnxs.model.architecture import SKIP_POOLS, TRUNK, Conv, Pool
 from fcnxs.model.fcn import FCN
 
 MAX_CACHED_BYTES = 3 << 29
-"""What is kept over all sizes: at 375×500 in fp32, 0.4 GB of borders and 0.5 GB of
-packed weights; the newest size is always kept."""
+"""What is kept: the packed weights (0.5 GB in fp32, shared by every size) and the borders
+of the sizes seen (0.4 GB at 375×500 in fp32); the newest size is always kept."""
 MAX_SEEN_SIZES = 4096
 """Sizes remembered as seen once (a few hundred bytes each)."""
 MIN_SAVING = 0.15
@@ -42,7 +42,8 @@ class CacheInfo:
     sizes_kept: int
     bytes_kept: int
     packed_bytes: int
-    """Of ``bytes_kept``, the convolutions packed for the CPU (none where emulated)."""
+    """Of ``bytes_kept``, the convolutions packed for the CPU, shared by every size (none
+    where emulated)."""
     sizes_seen: int
 
 
@@ -112,21 +113,20 @@ def tile_span(layer: Conv | Pool, window: Window, input_size: int) -> tuple[int,
 
 @dataclass
 class _Size:
-    """What is kept for one input size: the border each tiled layer reads, and the
-    convolutions packed for that size's tile shapes."""
+    """What is kept for one input size: the border each tiled layer reads."""
 
     borders: list[torch.Tensor | None]
-    convs: PackedConvs
 
     @property
     def nbytes(self) -> int:
-        maps = sum(m.numel() * m.element_size() for m in self.borders if m is not None)
-        return maps + self.convs.nbytes
+        return sum(m.numel() * m.element_size() for m in self.borders if m is not None)
 
 
 class BorderReuse:
     """``model(x)`` for inference, computing only the image-dependent windows of the
-    trunk for sizes already seen. Call it under ``torch.inference_mode()``, in eval mode.
+    trunk for sizes already seen, every convolution with its weights packed once (one
+    layout serves every input size: measured equal speed and equal outputs). Call it under
+    ``torch.inference_mode()``, in eval mode.
     """
 
     def __init__(self, model: FCN, max_bytes: int = MAX_CACHED_BYTES) -> None:
@@ -135,13 +135,22 @@ class BorderReuse:
         self._ceil = model.config.semantics.pool_rounding == "ceil"
         self._sizes: OrderedDict[tuple, _Size] = OrderedDict()
         self._seen: set[tuple] = set()
+        self._convs = PackedConvs()
+        self._versions: tuple = ()
         self._lock = threading.Lock()
 
     def cache_info(self) -> CacheInfo:
-        """What is kept: the sizes whose borders are kept, their bytes, the sizes seen."""
-        kept = sum(s.nbytes for s in self._sizes.values())
-        packed = sum(s.convs.nbytes for s in self._sizes.values())
+        """What is kept: the sizes whose borders are kept, their bytes with the packed
+        weights', the sizes seen."""
+        packed = self._convs.nbytes
+        kept = sum(s.nbytes for s in self._sizes.values()) + packed
         return CacheInfo(len(self._sizes), kept, packed, len(self._seen))
+
+    def _relu_conv(self, module: torch.nn.Conv2d, x: torch.Tensor, padding: int) -> torch.Tensor:
+        return self._convs.relu_conv(module, x.to(_compute_dtype(x)), padding)
+
+    def _dense_trunk(self, x: torch.Tensor, before_layer=None):
+        return self.model.trunk(x, before_layer=before_layer, relu_conv=self._relu_conv)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.run_padded(self._forward_valid, x)
@@ -152,9 +161,13 @@ class BorderReuse:
 
     def _trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         height, width = x.shape[-2:]
-        if x.shape[0] != 1 or saved_share(height, width, self._ceil) < MIN_SAVING:
-            return self.model.trunk(x)
         key = _key(self.model, x)
+        with self._lock:
+            if key[-1] != self._versions:  # the weights changed: what was kept is stale
+                self._convs, self._versions = PackedConvs(), key[-1]
+                self._sizes.clear()
+        if x.shape[0] != 1 or saved_share(height, width, self._ceil) < MIN_SAVING:
+            return self._dense_trunk(x)
         with self._lock:
             kept = self._sizes.get(key)
             if kept is not None:
@@ -164,14 +177,12 @@ class BorderReuse:
                 self._seen.clear()
             self._seen.add(key)
         if kept is not None:
-            out, pools = self._windowed(x, kept)
-            self._evict()  # the first windowed run packs its convolutions
-            return out, pools
+            return self._windowed(x, kept)
         if first_time:  # a one-off size costs nothing extra
-            return self.model.trunk(x)
+            return self._dense_trunk(x)
         out, pools, borders = self._dense(x)
         with self._lock:
-            self._sizes[key] = _Size(borders, PackedConvs())
+            self._sizes[key] = _Size(borders)
         self._evict()
         return out, pools
 
@@ -180,7 +191,8 @@ class BorderReuse:
         with self._lock:
             while (
                 len(self._sizes) > 1
-                and sum(s.nbytes for s in self._sizes.values()) > self.max_bytes
+                and sum(s.nbytes for s in self._sizes.values()) + self._convs.nbytes
+                > self.max_bytes
             ):
                 self._sizes.popitem(last=False)
 
@@ -193,7 +205,7 @@ class BorderReuse:
         def keep(i: int, layer, layer_input: torch.Tensor) -> None:
             borders.append(_padded(layer_input, layer) if tiled[i] else None)
 
-        out, pools = self.model.trunk(x, before_layer=keep)
+        out, pools = self._dense_trunk(x, before_layer=keep)
         return out, pools, borders
 
     def _windowed(self, x: torch.Tensor, kept: _Size):
@@ -218,7 +230,7 @@ class BorderReuse:
             else:
                 padding = layer.pad if is_conv else 0
             if is_conv:
-                x = kept.convs.relu_conv(module, x.to(dtype), padding)
+                x = self._convs.relu_conv(module, x.to(dtype), padding)
             else:
                 x = module(x)
                 if layer.name in SKIP_POOLS:

@@ -1,9 +1,10 @@
 """Convolutions with their weights laid out for oneDNN once, not on every call.
 
 Eager PyTorch hands oneDNN plain weights, which it re-lays out into its blocked format on
-every call: 45 % of fc6's time at 375×500 (docs/design.md §6). The layout oneDNN picks depends on
-the input's shape, so weights are packed per (layer, input shape, dtype), which suits
-inputs of a size seen before (`fcnxs.inference.border_reuse` calls this for those). ReLU is fused.
+every call: 45 % of fc6's time at 375×500 (docs/design.md §6). oneDNN is told the first input
+shape it will see when it picks the layout, but the layout serves every shape at the same
+speed with the same outputs (measured on fc6, conv1_2 and conv3_3 over several sizes, and
+with or without padding), so weights are packed once per (layer, dtype). ReLU is fused.
 On anything but a CPU with oneDNN, and in a format the CPU only emulates, the plain
 convolution runs.
 """
@@ -32,7 +33,7 @@ def available(x: torch.Tensor) -> bool:
 
 
 class PackedConvs:
-    """``relu(conv(x))`` for a model's convolutions, with weights packed per input shape."""
+    """``relu(conv(x))`` for a model's convolutions, with weights packed once."""
 
     def __init__(self) -> None:
         self._packed: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
@@ -47,7 +48,7 @@ class PackedConvs:
             return F.relu(
                 F.conv2d(x, module.weight.to(x.dtype), _cast(module.bias, x), padding=padding)
             )
-        key = (id(module), tuple(x.shape), x.dtype, padding)
+        key = (id(module), x.dtype)
         with self._lock:
             packed = self._packed.get(key)
         if packed is None:
