@@ -305,6 +305,10 @@ def test_coco_import_matches_pycocotools_decoding(tmp_path, rng, capsys):
     err = capsys.readouterr().err
     assert f"{path}: images entry 1: height and width must be positive whole numbers" in err
 
+    path.write_text(json.dumps({"images": [], "categories": categories}))
+    assert main([*argv[:-1], str(tmp_path / "again")]) == 2
+    assert f"{path}: lists no images" in capsys.readouterr().err
+
 
 def test_rasterised_shapes_equal_an_independent_point_test(rng):
     """Random polygons (self-crossing ones too, float vertices, partly off the image) and

@@ -155,6 +155,8 @@ def coco_sources(coco: CocoFile, images: str | Path) -> list[tuple[str, Callable
     images = Path(images)
     if not images.is_dir():
         raise file_error(images, "no such images folder")
+    if not coco.images:
+        raise file_error(coco.path, "lists no images")
     sources: dict[str, Callable[[], Converted]] = {}
     for image in coco.images:
         sample_id = Path(str(image["file_name"])).with_suffix("").as_posix().replace("/", "_")
