@@ -25,7 +25,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import EMULATED_BF16_HELP, EMULATED_BF16_NOTE, bf16_is_native, describe_machine
+from machine import (
+    EMULATED_BF16_HELP,
+    EMULATED_BF16_NOTE,
+    bf16_is_native,
+    describe_machine,
+    median_seconds,
+)
 
 ENGINES = [
     "eager fp32",
@@ -48,12 +54,7 @@ def _timed(call, runs: int) -> tuple[float, float]:
     first = time.perf_counter() - start
     for _ in range(WARM_UP):
         call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return first, float(np.median(times))
+    return first, median_seconds(call, runs)
 
 
 def run_engine(engine: str, model_path: str, image: np.ndarray, runs: int, work: Path) -> dict:

@@ -1,11 +1,24 @@
 """The machine a benchmark ran on, printed above its table: figures from CPUs with and
 without native bf16 (AVX-512/AMX against AVX2) differ by 2× and more, so a table without its
-machine cannot be compared with another."""
+machine cannot be compared with another. And the one way the benchmarks time a call."""
 
 from __future__ import annotations
 
 import os
 import platform
+import statistics
+import time
+from collections.abc import Callable
+
+
+def median_seconds(call: Callable[[], object], runs: int) -> float:
+    """The median wall time of ``runs`` calls (the caller warms up first)."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def cpu_name() -> str:

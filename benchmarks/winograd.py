@@ -13,11 +13,10 @@ error each variant makes (max |Δ| / max |direct|).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
-from machine import describe_machine
+from machine import describe_machine, median_seconds
 
 # (G, Bᵀ, Aᵀ) of Lavin & Gray (2016): Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A
 TRANSFORMS = {
@@ -69,13 +68,8 @@ class Winograd:
 
 
 def _time(call, runs: int) -> float:
-    call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    call()  # warm up
+    return median_seconds(call, runs)
 
 
 def main() -> None:
