@@ -114,6 +114,7 @@ def test_changed_weights_are_never_served_from_what_was_kept():
     assert relative < 1e-4
 
 
+@pytest.mark.slow
 def test_weights_are_packed_once_for_every_size_and_pass(fcn8s_model):
     """One packed layout serves every input size: a new size adds its borders only, and its
     dense passes run on the packed weights too, with the dense network's outputs."""

@@ -70,6 +70,7 @@ def test_segment_returns_the_models_mask_as_a_palette_png(server, segmenter, rng
     assert np.array_equal(np.asarray(mask), expected)
 
 
+@pytest.mark.slow
 def test_a_service_with_tta_answers_what_its_segmenter_gives(fcn8s_model, rng):
     segmenter = Segmenter(fcn8s_model, tta=TTA(flip=True, scales=(0.5, 1.0)))
     rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)

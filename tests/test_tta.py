@@ -44,6 +44,7 @@ def test_flip_on_a_mirror_symmetric_image_gives_mirrored_labels(varied_model, rn
     assert len(np.unique(flipped)) > 1
 
 
+@pytest.mark.slow
 def test_flip_averaging_commutes_with_mirroring_any_image(varied_model, rng):
     image = _smooth_image(rng, 80, 100)
     segmenter = Segmenter(varied_model, tile=None, tta=TTA(flip=True, scales=(0.75, 1.0)))
@@ -101,6 +102,7 @@ def test_tta_keeps_working_with_tiles_and_batches(varied_model, rng):
     assert tiled.cache_info().sizes_seen >= 2  # border reuse met the tiles' view sizes
 
 
+@pytest.mark.slow
 def test_segment_tta_options(tmp_path, model_file, rng, cli):
     Image.fromarray(_smooth_image(rng, 48, 64)).save(tmp_path / "x.png")
     out = tmp_path / "out"
