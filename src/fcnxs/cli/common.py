@@ -9,7 +9,7 @@ from typing import TextIO
 
 import torch
 
-from fcnxs.cli.options import CLASS_COUNT, NON_NEGATIVE, real
+from fcnxs.cli.options import CLASS_COUNT, NON_NEGATIVE, PROBABILITY, real
 from fcnxs.core.distributed import pick_device
 from fcnxs.core.errors import FcnxsError
 from fcnxs.core.precision import emulation_warning
@@ -43,6 +43,17 @@ def report_error(error: str | FcnxsError) -> None:
     message = error.render(flag) if isinstance(error, FcnxsError) else error
     for line in message.splitlines() or [""]:
         print(f"fcnxs: error: {line}", file=sys.stderr, flush=True)
+
+
+def add_split_arguments(p: argparse.ArgumentParser) -> None:
+    """--val-fraction and --seed of the commands that write a new dataset (synth, import)."""
+    p.add_argument(
+        "--val-fraction",
+        type=PROBABILITY,
+        default=0.25,
+        help="share of the images in the val split, in [0, 1) (default 0.25)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="the same seed, the same dataset")
 
 
 def require_new_folder(path: Path, command: str) -> None:

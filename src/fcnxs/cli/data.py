@@ -6,8 +6,13 @@ import argparse
 from pathlib import Path
 
 from fcnxs.cli import data_import
-from fcnxs.cli.common import add_dataset_arguments, open_dataset_from, require_new_folder
-from fcnxs.cli.options import POSITIVE, PROBABILITY, integer, output_dir, output_file
+from fcnxs.cli.common import (
+    add_dataset_arguments,
+    add_split_arguments,
+    open_dataset_from,
+    require_new_folder,
+)
+from fcnxs.cli.options import POSITIVE, integer, output_dir, output_file
 from fcnxs.core.atomic import write_text
 from fcnxs.core.collisions import refuse_replacing
 from fcnxs.core.errors import FcnxsError
@@ -57,13 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--num-images", type=POSITIVE, default=100, help="default: 100")
     synth.add_argument("--height", type=integer(8), default=120, help="pixels, ≥ 8 (default 120)")
     synth.add_argument("--width", type=integer(8), default=160, help="pixels, ≥ 8 (default 160)")
-    synth.add_argument(
-        "--val-fraction",
-        type=PROBABILITY,
-        default=0.25,
-        help="share of the images in the val split, in [0, 1) (default 0.25)",
-    )
-    synth.add_argument("--seed", type=int, default=0, help="the same seed, the same dataset")
+    add_split_arguments(synth)
     synth.set_defaults(run=run_synth)
     data_import.add_parser(commands)
 

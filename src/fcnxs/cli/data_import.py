@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from fcnxs.cli.common import require_new_folder
-from fcnxs.cli.options import POSITIVE, PROBABILITY, output_dir
+from fcnxs.cli.common import add_split_arguments, require_new_folder
+from fcnxs.cli.options import POSITIVE, output_dir
 from fcnxs.data.coco import coco_sources, read_coco
 from fcnxs.data.labelme import labelme_sources, read_labels_file
 from fcnxs.data.voc_writer import write_voc_dataset
@@ -21,13 +21,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-o", "--out", required=True, type=output_dir, metavar="OUT", help="a new or empty folder"
     )
-    p.add_argument(
-        "--val-fraction",
-        type=PROBABILITY,
-        default=0.25,
-        help="share of the images, drawn at random, in the val split, in [0, 1) (default 0.25)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="the same seed, the same split")
+    add_split_arguments(p)
     p.add_argument(
         "--skip-bad",
         action="store_true",
