@@ -170,6 +170,8 @@ BROKEN = {
                      "shape 1 ('cat', rectangle): point (400, 9) is outside the 160×120 image"),
     "points.json": ([_shape("cat", "circle", [[1, 1]])],
                     "shape 1 ('cat', circle): a circle takes 2 points, not 1"),
+    "mask.json": ([_shape("dog", "mask", [[1, 1], [4, 4]], mask="not base64!")],
+                  "shape 1 ('dog', mask): mask is not valid base64"),
 }  # fmt: skip
 
 
@@ -194,15 +196,15 @@ def test_broken_labelme_files_are_one_line_each_and_nothing_is_written(labelme, 
         assert any(e.startswith(f"fcnxs: error: {line}") for e in err), (line, err)
     assert (
         err[-1]
-        == "fcnxs: error: nothing written: 6 files with problems (--skip-bad leaves them out)"
+        == "fcnxs: error: nothing written: 7 files with problems (--skip-bad leaves them out)"
     )
     errors = [e for e in err if not e.startswith("import labelme:")]  # progress aside
-    assert len(errors) == 7 and not any("Traceback" in e for e in err)
+    assert len(errors) == 8 and not any("Traceback" in e for e in err)
 
     status, out_text, err = cli("data", "import", "labelme", src, "--labels", labels, "-o", out,
                                 "--skip-bad")  # fmt: skip
     assert status == 0 and "wrote 3 samples" in out_text
-    assert sum("warning: left out" in e for e in err) == 6
+    assert sum("warning: left out" in e for e in err) == 7
     written = sorted(p.stem for p in (out / "SegmentationClass").iterdir())
     assert written == ["boxes", "sub_photo", "sub_strokes"]
     assert image.exists()

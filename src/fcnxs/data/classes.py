@@ -65,15 +65,18 @@ def write_classes_file(classes: ClassList, path: str | Path) -> None:
     write_text(path, "".join(lines))
 
 
-def read_name_list(path: str | Path) -> ClassList:
-    """labelme's class list (``class_names.txt`` of labelme2voc): one name a line, whole,
-    ``_background_`` first; the colours are VOC's, as labelme's own colour map is."""
-    path = Path(path)
-    names = [line.strip() for line in read_text(path, "class list").splitlines() if line.strip()]
+def named_classes(names: list[str] | tuple[str, ...], path: Path) -> ClassList:
+    """Classes given by name only (labelme's lists), in VOC's colours, as labelme's own
+    colour map is; ``path`` is the file they come from, for errors."""
     if not names:
         raise file_error(path, "lists no classes")
     if len(names) > MAX_CLASSES:
-        raise file_error(
-            path, f"more than {MAX_CLASSES} classes (label maps are 8-bit, 255 is void)"
-        )
+        raise _too_many(path)
     return ClassList(tuple(names), tuple(voc_colormap(len(names))))
+
+
+def read_name_list(path: str | Path) -> ClassList:
+    """labelme2voc's ``class_names.txt``: one name a line, whole, ``_background_`` first."""
+    path = Path(path)
+    text = read_text(path, "class list")
+    return named_classes([line.strip() for line in text.splitlines() if line.strip()], path)

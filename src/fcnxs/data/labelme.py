@@ -35,9 +35,9 @@ import numpy as np
 from PIL import Image
 
 from fcnxs.core.errors import FcnxsError, file_error, read_text
-from fcnxs.core.palette import MAX_CLASSES, VOID_LABEL, voc_colormap
+from fcnxs.core.palette import VOID_LABEL
 from fcnxs.data import rasterise
-from fcnxs.data.classes import ClassList
+from fcnxs.data.classes import ClassList, named_classes
 from fcnxs.data.images import decode_image
 from fcnxs.data.voc_writer import Converted
 
@@ -67,25 +67,25 @@ def read_labels_file(path: str | Path) -> Labels:
         raise file_error(path, f"the first class must be {BACKGROUND} (labelme's convention)")
     if len(set(lines)) != len(lines):
         raise file_error(path, "lists a label twice")
-    if len(names) > MAX_CLASSES:
-        raise file_error(path, f"more than {MAX_CLASSES} classes (label maps are 8-bit)")
+    classes = named_classes(names, path)
     values = {name: i for i, name in enumerate(names)}
     if IGNORE in lines:
         values[IGNORE] = VOID_LABEL
-    return Labels(ClassList(names, tuple(voc_colormap(len(names)))), values)
+    return Labels(classes, values)
 
 
-def _b64(text: object, what: str, path: Path) -> bytes:
+def _b64(text: object, where: str) -> bytes:
+    """Base64 text decoded; ``where`` (file, and shape) starts the error's line."""
     try:
         return base64.b64decode(str(text), validate=True)
     except (binascii.Error, ValueError):
-        raise file_error(path, f"{what} is not valid base64") from None
+        raise FcnxsError(f"{where} is not valid base64") from None
 
 
 def _image(doc: dict, path: Path) -> tuple[Image.Image, bytes]:
     """The file's image: embedded as ``imageData``, else ``imagePath`` beside the JSON."""
     if doc.get("imageData"):
-        data = _b64(doc["imageData"], "imageData", path)
+        data = _b64(doc["imageData"], f"{path}: imageData")
         return decode_image(io.BytesIO(data), f"{path}: imageData"), data
     named = doc.get("imagePath")
     if not isinstance(named, str) or not named:
@@ -120,13 +120,13 @@ def _points(shape: dict, kind: str, where: str, size: tuple[int, int]) -> list[t
     return xy
 
 
-def _mask_shape(shape: dict, xy: list, size: tuple[int, int], where: str, path: Path):
+def _mask_shape(shape: dict, xy: list, size: tuple[int, int], where: str):
     """A mask shape's boolean image: its PNG placed in the box between its corners."""
     (x1, y1), (x2, y2) = (tuple(int(v) for v in p) for p in xy)
     try:
-        with Image.open(io.BytesIO(_b64(shape.get("mask"), f"{where}: mask", path))) as png:
+        with Image.open(io.BytesIO(_b64(shape.get("mask"), f"{where}: mask"))) as png:
             box = np.asarray(png.convert("L")) > 0
-    except OSError:
+    except (OSError, Image.DecompressionBombError):
         raise FcnxsError(f"{where}: mask is not a PNG image") from None
     if box.shape != (y2 - y1 + 1, x2 - x1 + 1):
         raise FcnxsError(
@@ -186,7 +186,7 @@ def read_annotation(
             raise FcnxsError(f"{where}: label {name!r} is not in the labels file")
         xy = _points(shape, kind, where, size)
         if kind == "mask":
-            mask = _mask_shape(shape, xy, size, where, path)
+            mask = _mask_shape(shape, xy, size, where)
         else:
             mask = _paint(kind, xy, size, line_width, point_size)
         label[mask] = labels.values[name]

@@ -38,14 +38,9 @@ def polygon(points: list[tuple[float, float]], height: int, width: int) -> np.nd
             if not np.isnan(a):
                 cols = _span(a, b, width)
                 mask[row, cols.start : cols.stop] = True
-    for (ax, ay), (bx, by) in itertools.pairwise([*points, points[0]]):
-        mask |= _segment_points(ax, ay, bx, by, height, width)
+    # the centres lying exactly on the outline, which the half-open rows leave out
+    _paint_band(mask, [*points, points[0]], 0.0)
     return mask
-
-
-def _segment_points(ax: float, ay: float, bx: float, by: float, h: int, w: int) -> np.ndarray:
-    """The pixel centres lying exactly on a segment (its outline pixels the rows miss)."""
-    return band([(ax, ay), (bx, by)], 0.0, h, w)
 
 
 def disc(cx: float, cy: float, radius: float, height: int, width: int) -> np.ndarray:
@@ -62,6 +57,13 @@ def band(points: list[tuple[float, float]], width: float, height: int, w: int) -
     """The pixels within ``width``/2 of a polyline's segments, beside them (flat ends, as
     labelme's lines have)."""
     mask = np.zeros((height, w), bool)
+    _paint_band(mask, points, width)
+    return mask
+
+
+def _paint_band(mask: np.ndarray, points: list[tuple[float, float]], width: float) -> None:
+    """`band` painted into ``mask``, each segment within its own bounding box only."""
+    height, w = mask.shape
     half = width / 2
     for (x0, y0), (x1, y1) in itertools.pairwise(points):
         rows = _span(min(y0, y1) - half, max(y0, y1) + half, height)
@@ -76,4 +78,3 @@ def band(points: list[tuple[float, float]], width: float, height: int, w: int) -
             distance = np.abs((xx - x0) * dy - (yy - y0) * dx) / math.sqrt(length2)
             near = (t >= -EPS) & (t <= 1 + EPS) & (distance <= half + EPS)
         mask[rows.start : rows.stop, cols.start : cols.stop] |= near
-    return mask
