@@ -310,6 +310,13 @@ def test_coco_import_matches_pycocotools_decoding(tmp_path, rng, capsys):
     path.write_text(json.dumps({"images": [], "categories": categories}))
     assert main([*argv[:-1], str(tmp_path / "again")]) == 2
     assert f"{path}: lists no images" in capsys.readouterr().err
+    for wrong, message in [
+        ([*categories, {"id": 3, "name": "again"}], "two categories share an id"),
+        ([{"id": i, "name": f"c{i}"} for i in range(1, 256)], "more than 255 classes"),
+    ]:
+        path.write_text(json.dumps({"images": entries, "categories": wrong}))
+        assert main([*argv[:-1], str(tmp_path / "again")]) == 2
+        assert f"{path}: {message}" in capsys.readouterr().err
 
 
 def test_rasterised_shapes_equal_an_independent_point_test(rng):

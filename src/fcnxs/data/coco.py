@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from fcnxs.core.errors import FcnxsError, file_error, read_text, require_file
-from fcnxs.core.palette import MAX_CLASSES, VOID_LABEL, voc_colormap
-from fcnxs.data.classes import ClassList
+from fcnxs.core.palette import VOID_LABEL
+from fcnxs.data.classes import ClassList, named_classes
 from fcnxs.data.images import decode_image
 from fcnxs.data.voc_writer import Converted
 
@@ -74,10 +74,10 @@ def read_coco(path: str | Path) -> CocoFile:
     categories = sorted(categories, key=lambda c: c["id"])
     if not categories:
         raise file_error(path, "lists no categories")
-    if len(categories) + 1 > MAX_CLASSES:
-        raise file_error(path, f"{len(categories)} categories: at most {MAX_CLASSES - 1}")
+    if len({c["id"] for c in categories}) != len(categories):
+        raise file_error(path, "two categories share an id")
     names = (BACKGROUND, *(str(c["name"]) for c in categories))
-    classes = ClassList(names, tuple(voc_colormap(len(names))))
+    classes = named_classes(names, path)
     images = _entries(doc, "images", ("id", "file_name", "height", "width"), path)
     _check_ids(images, "images", "id", path)
     for number, image in enumerate(images, start=1):
