@@ -79,9 +79,9 @@ def _refuse_replacing_inputs(args: argparse.Namespace, dataset: Dataset) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.predictions is not None and tta_from(args).active:
-        raise FcnxsError("--tta and --scales apply to --model, not to --predictions")
     tta = tta_from(args)
+    if args.predictions is not None and tta.active:
+        raise FcnxsError("--tta and --scales apply to --model, not to --predictions")
     context = distributed.init(args.device)
     try:
         dataset = open_dataset_from(args)
