@@ -6,10 +6,10 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import fcnxs
 from fcnxs.core import precision
-from fcnxs.inference import border_reuse
 from fcnxs.inference.border_reuse import (
     MIN_SAVING,
     BorderReuse,
@@ -18,6 +18,9 @@ from fcnxs.inference.border_reuse import (
     saved_share,
     tile_plan,
     tile_span,
+    zero_index,
+    zero_rims,
+    zero_shortened,
 )
 from fcnxs.model.architecture import TRUNK, Conv
 from fcnxs.model.config import CAFFE_SEMANTICS
@@ -76,7 +79,7 @@ def test_reuse_gives_the_dense_outputs_call_after_call(fcn8s_model, semantics):
     generator = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         for height, width in [(45, 61), (20, 9)]:  # 20×9 is padded to the network's minimum
-            for _ in range(4):  # dense, dense and kept, then windowed
+            for _ in range(3):  # the border made, then read
                 x = torch.randn(1, 3, height, width, generator=generator) * 60
                 relative, equal = _agreement(model(x), reuse(x))
                 assert relative < 1e-4 and equal > 0.999
@@ -116,14 +119,14 @@ def test_changed_weights_are_never_served_from_what_was_kept():
 
 @pytest.mark.slow
 def test_weights_are_packed_once_for_every_size_and_pass(fcn8s_model):
-    """One packed layout serves every input size: a new size adds its borders only, and its
-    dense passes run on the packed weights too, with the dense network's outputs."""
+    """One packed layout serves every input size: a new size adds its borders only, and
+    the all-zero pass that makes them runs on the packed weights too."""
     reuse = BorderReuse(fcn8s_model)
     generator = torch.Generator().manual_seed(5)
     packed = []
     with torch.inference_mode():
         for side in (40, 56):
-            for _ in range(3):  # dense, dense and kept, then windowed
+            for _ in range(2):  # the border made, then read
                 x = torch.randn(1, 3, side, side, generator=generator) * 60
                 relative, equal = _agreement(fcn8s_model(x), reuse(x))
                 assert relative < 1e-4 and equal > 0.999
@@ -159,10 +162,99 @@ def test_every_input_window_lies_inside_the_tile_its_layer_reads(ceil):
                 inputs = (rows, cols)
 
 
-def test_sizes_seen_once_are_bounded(fcn8s_model, monkeypatch):
-    monkeypatch.setattr(border_reuse, "MAX_SEEN_SIZES", 2)
-    reuse = BorderReuse(fcn8s_model)
+def _zero_maps(trunk, height: int, width: int) -> list[torch.Tensor]:
+    """The padded inputs of a one-channel trunk's layers for an all-zero image."""
+    z, maps = torch.zeros(1, 1, height, width, dtype=torch.float64), []
+    for layer, step in zip(TRUNK, trunk, strict=False):
+        pad = layer.pad if isinstance(layer, Conv) else 0
+        maps.append(torch.nn.functional.pad(z, (pad,) * 4))
+        z = step(z)
+    return maps
+
+
+def _one_channel_trunk(ceil: bool, layers: int) -> list:
+    """A trunk of VGG16's shape with one channel (random kernels and biases, tanh + 1 for
+    a ReLU that never dies, in float64): a position read from the wrong place differs."""
+    generator = torch.Generator().manual_seed(0)
+    trunk = []
+    for layer in TRUNK[:layers]:
+        if isinstance(layer, Conv):
+            shape = (1, 1, layer.kernel, layer.kernel)
+            k = torch.randn(shape, generator=generator, dtype=torch.float64)
+            b = torch.randn(1, generator=generator, dtype=torch.float64)
+            trunk.append(lambda z, k=k, b=b, p=layer.pad: F.conv2d(z, k, b, padding=p).tanh() + 1)
+        else:
+            trunk.append(lambda z: F.max_pool2d(z, 2, 2, ceil_mode=ceil))
+    return trunk
+
+
+def _zero_maps(trunk, height: int, width: int) -> list[torch.Tensor]:
+    """The padded inputs of a one-channel trunk's layers for an all-zero image."""
+    z, maps = torch.zeros(1, 1, height, width, dtype=torch.float64), []
+    for layer, step in zip(TRUNK, trunk, strict=False):
+        pad = layer.pad if isinstance(layer, Conv) else 0
+        maps.append(F.pad(z, (pad,) * 4))
+        z = step(z)
+    return maps
+
+
+LAYERS_READ = 17
+"""Up to conv5_3's input: the deepest layer a window runs on at these sizes."""
+
+
+@pytest.mark.parametrize("ceil", [False, True])
+def test_an_all_zero_image_s_rims_hold_every_row_unlike_the_middle(ceil):
+    """Between the rims every row is the same, at every length. (A rim may be wider than
+    what differs: a max-pool can hide a rim row behind a larger middle value.)"""
+    trunk = _one_channel_trunk(ceil, LAYERS_READ)
+    for length in range(26, 420, 9):
+        maps = _zero_maps(trunk, length, 40)
+        for i, (rims, m) in enumerate(zip(zero_rims(length, ceil), maps, strict=False)):
+            rows = m[0, 0]
+            assert rows.shape[0] == rims.size, (length, i)
+            middle = rows[rims.top : rims.size - rims.bottom]
+            assert len(middle) and torch.equal(middle, middle[:1].expand_as(middle)), (length, i)
+
+
+@pytest.mark.parametrize("ceil", [False, True])
+def test_an_all_zero_image_s_maps_are_read_from_shortened_ones_by_distance_to_the_edges(ceil):
+    """Every position of every padded input, read from the shortened input's maps, is the
+    full-size map's."""
+    trunk = _one_channel_trunk(ceil, LAYERS_READ)
+    shortened_somewhere = False
+    for height, width in [(26, 27), (45, 61), (97, 120), (64, 33), (190, 255), (375, 500)]:
+        short_h = zero_shortened(height, LAYERS_READ, ceil)
+        short_w = zero_shortened(width, LAYERS_READ, ceil)
+        shortened_somewhere |= (short_h, short_w) != (height, width)
+        rows, cols = zero_index(height, short_h, ceil), zero_index(width, short_w, ceil)
+        full, short = _zero_maps(trunk, height, width), _zero_maps(trunk, short_h, short_w)
+        for i in range(LAYERS_READ):
+            read = short[i][..., rows[i], :][..., cols[i]]
+            assert torch.allclose(read, full[i], rtol=1e-12, atol=0), (height, width, i)
+    assert shortened_somewhere
+
+
+def test_borders_come_from_an_all_zero_image(fcn8s_model):
+    """What a size keeps is the dense network's padded inputs for an all-zero image (its
+    biases made nonzero: a zero-bias network's are all zeros)."""
+    model = copy.deepcopy(fcn8s_model)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.ndim == 1:
+                parameter.normal_(0, 0.5, generator=torch.Generator().manual_seed(6))
+    reuse = BorderReuse(model)
+    x = torch.zeros(1, 3, 45, 61)
     with torch.inference_mode():
-        for side in (40, 41, 42, 43, 44):
-            reuse(torch.zeros(1, 3, side, side))
-    assert reuse.cache_info().sizes_seen <= 2
+        kept = reuse._zero_borders(x)
+        z, dense = x, []
+        for layer in TRUNK[: len(kept.borders)]:
+            pad = layer.pad if isinstance(layer, Conv) else 0
+            dense.append(F.pad(z, (pad,) * 4))
+            module = model.get_submodule(layer.name)
+            z = torch.relu(module(z)) if isinstance(layer, Conv) else module(z)
+    assert sum(b is not None for b in kept.borders) > 10
+    for border, reference in zip(kept.borders, dense, strict=True):
+        if border is not None:
+            read = border.read(slice(None), slice(None))
+            assert (read - reference).abs().max() <= 1e-5 * reference.abs().max()
+    assert reuse.cache_info().sizes_kept == 0  # made, not yet kept: the call keeps it

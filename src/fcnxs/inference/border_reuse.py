@@ -1,15 +1,21 @@
-"""Inference that computes the image-independent part of the trunk once per input size.
+"""Inference that computes only the part of the trunk that can see the image.
 
 conv1_1's pad of 100 surrounds every image with a frame of zeros (the mean colour). Every
 position of an early feature map whose receptive field lies in that frame, or reaches
 only the frame and a layer's own zero padding, holds a value that depends on the weights
 and the map size alone: at 375×500 that is 35 % of the trunk's multiply-adds (docs/design.md §6).
 So for each trunk layer we know, by interval arithmetic, the window of positions that
-can see the image. The first image of a size (seen twice, so a one-off size costs
-nothing extra) runs densely and its early feature maps are kept; later images of that
-size compute only the windows, reading the border around each window from the kept maps.
-Outside the windows the kept values are the same for every image, so the outputs are
-those of the dense network up to floating-point rounding (tested).
+can see the image, and each layer computes only its window, reading the border around it
+from an all-zero image's feature maps (the values outside the window are those of every
+image, the all-zero one included).
+
+Those maps are cheap: on an all-zero image every map is one uniform value except for rims
+next to its edges, a few positions wide (its zero padding reaching in). An input shorter by a
+multiple of 32 (so that every pool rounds alike) has the same rims and a shorter uniform
+middle, so the trunk runs once per size on the shortest such input that keeps a middle, and
+a full-size position reads the short map at the same distance from its nearer edge, or the
+middle. At 375×500 that costs about an eighth of a dense pass; the outputs are those of the
+dense network up to floating-point rounding (tested).
 """
 
 from __future__ import annotations
@@ -26,25 +32,26 @@ from fcnxs.model.architecture import SKIP_POOLS, TRUNK, Conv, Pool
 from fcnxs.model.fcn import FCN
 
 MAX_CACHED_BYTES = 3 << 29
-"""What is kept: the packed weights (0.5 GB in fp32, shared by every size) and the borders
-of the sizes seen (0.4 GB at 375×500 in fp32); the newest size is always kept."""
-MAX_SEEN_SIZES = 4096
-"""Sizes remembered as seen once (a few hundred bytes each)."""
+"""What is kept: the packed weights (0.5 GB in fp32, shared by every size) and the short
+all-zero maps of the sizes seen (about 50 MB at 375×500 in fp32); the newest size is always
+kept."""
 MIN_SAVING = 0.15
 """Below this share of the trunk's work saved (inputs over about 1.2 megapixels), the
-kept maps are not worth their memory and the network runs densely."""
+windows are not worth their copies and the network runs densely."""
+ZERO_STEP = 32
+"""By how much an all-zero input may be shortened: the trunk's stride, so that every pool
+meets sizes of the same parity and rounds alike."""
 
 
 @dataclass(frozen=True)
 class CacheInfo:
-    """What a `BorderReuse` keeps (bounded by ``max_bytes`` and `MAX_SEEN_SIZES`)."""
+    """What a `BorderReuse` keeps (bounded by ``max_bytes``)."""
 
     sizes_kept: int
     bytes_kept: int
     packed_bytes: int
     """Of ``bytes_kept``, the convolutions packed for the CPU, shared by every size (none
     where emulated)."""
-    sizes_seen: int
 
 
 @dataclass(frozen=True)
@@ -111,21 +118,97 @@ def tile_span(layer: Conv | Pool, window: Window, input_size: int) -> tuple[int,
     return 2 * window.lo, min(input_size, 2 * window.hi)
 
 
+@dataclass(frozen=True)
+class Rims:
+    """Along one axis of a layer's padded input, for an all-zero image: its length, and how
+    many positions next to each edge differ from the uniform middle."""
+
+    size: int
+    top: int
+    bottom: int
+
+
+def zero_rims(length: int, ceil: bool = False) -> list[Rims]:
+    """Along one axis of an all-zero input of ``length``, the rims of every trunk layer's
+    padded input. A padded convolution widens each rim by its pad, a pool halves it,
+    rounding as it rounds its size; conv1_1's pad is zeros like its input, so conv1_1's
+    output is uniform."""
+    rims, size, top, bottom = [], length, 0, 0
+    for i, layer in enumerate(TRUNK):
+        if isinstance(layer, Conv):
+            pad = layer.pad if i else 0
+            rims.append(Rims(size + 2 * layer.pad, top + pad, bottom + pad))
+            size = size + 2 * layer.pad - layer.kernel + 1
+            top, bottom = min(size, top + pad), min(size, bottom + pad)
+        else:
+            rims.append(Rims(size, top, bottom))
+            pooled = (size + 1) // 2 if ceil else size // 2
+            # output o reads rows 2o and 2o+1 (those that exist); the bottom rim's first row
+            # is size - bottom
+            first_bottom = -(-(size - bottom - 1) // 2) if bottom else pooled
+            size, top, bottom = pooled, -(-top // 2), max(0, pooled - first_bottom)
+    return rims
+
+
+def zero_shortened(length: int, layers: int, ceil: bool = False) -> int:
+    """The shortest length, ``length`` less a multiple of `ZERO_STEP`, at which an all-zero
+    input's first ``layers`` padded inputs keep a uniform middle: the same rims, so the same
+    values at the same distance from each edge."""
+    for steps in range((length - 1) // ZERO_STEP, 0, -1):  # an input keeps a row
+        shortened = zero_rims(length - steps * ZERO_STEP, ceil)[:layers]
+        if all(r.top + r.bottom < r.size for r in shortened):
+            return length - steps * ZERO_STEP
+    return length
+
+
+def zero_index(length: int, shortened: int, ceil: bool = False) -> list[torch.Tensor]:
+    """Per trunk layer, for every position of its padded input at ``length``, the position
+    at ``shortened`` holding its value: the same one before the middle, one in the middle,
+    the one as far from the far edge after it."""
+    index = []
+    for full, short in zip(zero_rims(length, ceil), zero_rims(shortened, ceil), strict=True):
+        position = torch.arange(full.size)
+        after = position - (full.size - short.size)
+        middle = full.top
+        index.append(
+            torch.where(position < middle, position, torch.where(after > middle, after, middle))
+        )
+    return index
+
+
+@dataclass
+class _Border:
+    """A layer's padded input for an all-zero image, shortened, and where each full-size
+    position reads it."""
+
+    short: torch.Tensor
+    rows: torch.Tensor
+    cols: torch.Tensor
+
+    def read(self, rows: slice, cols: slice) -> torch.Tensor:
+        """The full-size map's ``[rows, cols]``."""
+        rows_at, cols_at = self.rows[rows], self.cols[cols]
+        short = self.short
+        if len(rows_at) * short.shape[-1] <= len(cols_at) * short.shape[-2]:
+            return short.index_select(-2, rows_at).index_select(-1, cols_at)
+        return short.index_select(-1, cols_at).index_select(-2, rows_at)
+
+
 @dataclass
 class _Size:
     """What is kept for one input size: the border each tiled layer reads."""
 
-    borders: list[torch.Tensor | None]
+    borders: list[_Border | None]
 
     @property
     def nbytes(self) -> int:
-        return sum(m.numel() * m.element_size() for m in self.borders if m is not None)
+        return sum(b.short.numel() * b.short.element_size() for b in self.borders if b)
 
 
 class BorderReuse:
     """``model(x)`` for inference, computing only the image-dependent windows of the
-    trunk for sizes already seen, every convolution with its weights packed once (one
-    layout serves every input size: measured equal speed and equal outputs). Call it under
+    trunk, every convolution with its weights packed once (one layout serves every input
+    size: measured equal speed and equal outputs). Call it under
     ``torch.inference_mode()``, in eval mode.
     """
 
@@ -134,23 +217,19 @@ class BorderReuse:
         self.max_bytes = max_bytes
         self._ceil = model.config.semantics.pool_rounding == "ceil"
         self._sizes: OrderedDict[tuple, _Size] = OrderedDict()
-        self._seen: set[tuple] = set()
         self._convs = PackedConvs()
         self._versions: tuple = ()
         self._lock = threading.Lock()
 
     def cache_info(self) -> CacheInfo:
         """What is kept: the sizes whose borders are kept, their bytes with the packed
-        weights', the sizes seen."""
+        weights'."""
         packed = self._convs.nbytes
         kept = sum(s.nbytes for s in self._sizes.values()) + packed
-        return CacheInfo(len(self._sizes), kept, packed, len(self._seen))
+        return CacheInfo(len(self._sizes), kept, packed)
 
     def _relu_conv(self, module: torch.nn.Conv2d, x: torch.Tensor, padding: int) -> torch.Tensor:
         return self._convs.relu_conv(module, x.to(_compute_dtype(x)), padding)
-
-    def _dense_trunk(self, x: torch.Tensor, before_layer=None):
-        return self.model.trunk(x, before_layer=before_layer, relu_conv=self._relu_conv)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.run_padded(self._forward_valid, x)
@@ -167,24 +246,17 @@ class BorderReuse:
                 self._convs, self._versions = PackedConvs(), key[-1]
                 self._sizes.clear()
         if x.shape[0] != 1 or saved_share(height, width, self._ceil) < MIN_SAVING:
-            return self._dense_trunk(x)
+            return self.model.trunk(x, relu_conv=self._relu_conv)
         with self._lock:
             kept = self._sizes.get(key)
             if kept is not None:
                 self._sizes.move_to_end(key)
-            first_time = key not in self._seen
-            if len(self._seen) >= MAX_SEEN_SIZES:  # a long run over ever new sizes
-                self._seen.clear()
-            self._seen.add(key)
-        if kept is not None:
-            return self._windowed(x, kept)
-        if first_time:  # a one-off size costs nothing extra
-            return self._dense_trunk(x)
-        out, pools, borders = self._dense(x)
-        with self._lock:
-            self._sizes[key] = _Size(borders)
-        self._evict()
-        return out, pools
+        if kept is None:
+            kept = self._zero_borders(x)
+            with self._lock:
+                self._sizes[key] = kept
+            self._evict()
+        return self._windowed(x, kept)
 
     def _evict(self) -> None:
         """Forget the least recently used sizes while over budget (keeping the newest)."""
@@ -196,41 +268,49 @@ class BorderReuse:
             ):
                 self._sizes.popitem(last=False)
 
-    def _dense(self, x: torch.Tensor) -> tuple[torch.Tensor, dict, list[torch.Tensor | None]]:
-        """The model's own trunk, keeping the input of every layer that will run on a
-        tile, padded as that layer pads: the border its tiles read."""
-        tiled = [t for _, _, t in tile_plan(*x.shape[-2:], self._ceil)]
-        borders: list[torch.Tensor | None] = []
-
-        def keep(i: int, layer, layer_input: torch.Tensor) -> None:
-            borders.append(_padded(layer_input, layer) if tiled[i] else None)
-
-        out, pools = self._dense_trunk(x, before_layer=keep)
-        return out, pools, borders
+    def _zero_borders(self, x: torch.Tensor) -> _Size:
+        """The border of every tiled layer: the trunk, up to the last of them, on an
+        all-zero input shortened as far as its rims allow."""
+        height, width = x.shape[-2:]
+        tiled = [t for _, _, t in tile_plan(height, width, self._ceil)]
+        layers = max(i for i, t in enumerate(tiled) if t) + 1
+        short_h = zero_shortened(height, layers, self._ceil)
+        short_w = zero_shortened(width, layers, self._ceil)
+        rows = zero_index(height, short_h, self._ceil)
+        cols = zero_index(width, short_w, self._ceil)
+        z = x.new_zeros(1, x.shape[1], short_h, short_w)
+        borders: list[_Border | None] = []
+        for i, layer in enumerate(TRUNK[:layers]):
+            if tiled[i]:
+                index_h, index_w = rows[i].to(x.device), cols[i].to(x.device)
+                borders.append(_Border(_padded(z, layer), index_h, index_w))
+            else:
+                borders.append(None)
+            if isinstance(layer, Conv):
+                z = self._relu_conv(getattr(self.model, layer.name), z, layer.pad)
+            else:
+                z = getattr(self.model, layer.name)(z)
+        return _Size(borders)
 
     def _windowed(self, x: torch.Tensor, kept: _Size):
         pools = {}
         height, width = x.shape[-2:]
-        dtype = _compute_dtype(x)
         rows_in, cols_in = Window(0, height, height), Window(0, width, width)
         for i, (layer, (rows, cols, tiled)) in enumerate(
             zip(TRUNK, tile_plan(height, width, self._ceil), strict=True)
         ):
             module = getattr(self.model, layer.name)
             is_conv = isinstance(layer, Conv)
+            padding = layer.pad if is_conv else 0
             if tiled:
-                pad = layer.pad if is_conv else 0
+                pad = padding
                 r0, r1 = tile_span(layer, rows, rows_in.size)
                 c0, c1 = tile_span(layer, cols, cols_in.size)
-                tile = kept.borders[i][..., r0:r1, c0:c1].clone()
                 # The input window lies inside the tile (tested over sizes, both roundings).
                 top, left = rows_in.lo + pad - r0, cols_in.lo + pad - c0
-                tile[..., top : top + x.shape[-2], left : left + x.shape[-1]] = x
-                x, padding = tile, 0
-            else:
-                padding = layer.pad if is_conv else 0
+                x, padding = _tile(kept.borders[i], (r0, r1), (c0, c1), x, (top, left)), 0
             if is_conv:
-                x = self._convs.relu_conv(module, x.to(dtype), padding)
+                x = self._relu_conv(module, x, padding)
             else:
                 x = module(x)
                 if layer.name in SKIP_POOLS:
@@ -252,21 +332,56 @@ def _key(model: FCN, x: torch.Tensor) -> tuple:
     return (tuple(x.shape), x.device, _compute_dtype(x), versions)
 
 
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def _padded(x: torch.Tensor, layer) -> torch.Tensor:
-    """A layer's input with the zero padding it applies (convolutions), as a new tensor in
-    the input's memory format."""
-    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else None
+    """A layer's input with the zero padding it applies (convolutions), in the input's
+    memory format."""
     pad = layer.pad if isinstance(layer, Conv) else 0
-    padded = F.pad(x, (pad,) * 4) if pad else x.clone()
-    return padded.contiguous(memory_format=fmt or torch.contiguous_format)
+    return F.pad(x, (pad,) * 4).contiguous(memory_format=_memory_format(x)) if pad else x
 
 
-def _whole(window: torch.Tensor, rows: Window, cols: Window, border, consumer) -> torch.Tensor:
-    """A pool map in full, as the skips read it: the window over the border kept for the
-    layer that consumes the map."""
+def _tile(
+    border: _Border, rows: tuple[int, int], cols: tuple[int, int], x: torch.Tensor, at: tuple
+) -> torch.Tensor:
+    """Positions ``rows`` × ``cols`` of a layer's padded input: ``x`` (the window the
+    previous layer computed) at ``at``, framed by the border."""
+    (r0, r1), (c0, c1), (top, left) = rows, cols, at
+    bottom, right = top + x.shape[-2], left + x.shape[-1]
+    tile = torch.empty(
+        (*x.shape[:2], r1 - r0, c1 - c0),
+        dtype=x.dtype,
+        device=x.device,
+        memory_format=_memory_format(x),
+    )
+    tile[..., top:bottom, left:right] = x
+    frame = [
+        (slice(0, top), slice(0, c1 - c0)),
+        (slice(bottom, r1 - r0), slice(0, c1 - c0)),
+        (slice(top, bottom), slice(0, left)),
+        (slice(top, bottom), slice(right, c1 - c0)),
+    ]
+    for r, c in frame:
+        if r.stop > r.start and c.stop > c.start:
+            tile[..., r, c] = border.read(
+                slice(r0 + r.start, r0 + r.stop), slice(c0 + c.start, c0 + c.stop)
+            )
+    return tile
+
+
+def _whole(
+    window: torch.Tensor, rows: Window, cols: Window, border: _Border | None, consumer
+) -> torch.Tensor:
+    """A pool map in full, as the skips read it: the window over the border of the layer
+    that consumes the map."""
     if rows.full and cols.full:
         return window
     pad = consumer.pad if isinstance(consumer, Conv) else 0
-    whole = border[..., pad : pad + rows.size, pad : pad + cols.size].clone()
+    whole = border.read(slice(pad, pad + rows.size), slice(pad, pad + cols.size))
+    whole = whole.to(window.dtype).contiguous(memory_format=_memory_format(window))
     whole[..., rows.lo : rows.hi, cols.lo : cols.hi] = window
     return whole

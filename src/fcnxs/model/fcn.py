@@ -27,7 +27,6 @@ from fcnxs.model.architecture import (
     TRUNK,
     TRUNK_CHANNELS,
     Conv,
-    Pool,
 )
 from fcnxs.model.config import ModelConfig
 from fcnxs.model.geometry import crop_offsets, padded_length, upsampler
@@ -123,17 +122,13 @@ class FCN(nn.Module):
     def trunk(
         self,
         x: torch.Tensor,
-        before_layer: Callable[[int, Conv | Pool, torch.Tensor], None] | None = None,
         relu_conv: Callable[[nn.Conv2d, torch.Tensor, int], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """fc7's output and the pool maps the skips read (pool3, pool4). ``before_layer``
-        sees each layer's input (`fcnxs.inference.border_reuse` keeps some of them);
+        """fc7's output and the pool maps the skips read (pool3, pool4).
         ``relu_conv(module, x, padding)``, in inference, computes relu(conv(x)) in its
         stead (with weights laid out once, `fcnxs.inference.prepacked`)."""
         pools = {}
-        for i, layer in enumerate(TRUNK):
-            if before_layer is not None:
-                before_layer(i, layer, x)
+        for layer in TRUNK:
             module = getattr(self, layer.name)
             big_unpadded = isinstance(layer, Conv) and layer.pad == 0 and layer.kernel > 1
             if relu_conv is not None and isinstance(layer, Conv) and not self.training:
