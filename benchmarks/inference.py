@@ -65,9 +65,11 @@ def run_engine(engine: str, model_path: str, image: np.ndarray, runs: int, work:
     model = fcnxs.load_model(model_path).eval()
     x = model.preprocess(image)
     if engine.startswith("fcnxs segment"):
+        from fcnxs.cli.allocator import keep_freed_memory
         from fcnxs.inference.segmenter import Segmenter
 
-        # as `fcnxs segment` runs it: the model in channels-last memory
+        # as `fcnxs segment` runs it: the model in channels-last memory, freed memory kept
+        keep_freed_memory()
         model = model.to(memory_format=torch.channels_last)
         segmenter = Segmenter(model, precision=engine.split()[-1], tile=None)
 

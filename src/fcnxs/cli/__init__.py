@@ -28,6 +28,7 @@ from fcnxs.cli import (
     serve,
     train,
 )
+from fcnxs.cli.allocator import keep_freed_memory
 from fcnxs.cli.common import report_error, report_warning
 from fcnxs.cli.options import Parser
 from fcnxs.core import progress
@@ -74,6 +75,7 @@ def _show_library_logs() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _show_library_logs()
+    keep_freed_memory()
     try:
         return args.run(args) or 0
     except FcnxsError as exc:
