@@ -1,13 +1,13 @@
-"""Is Winograd worth it for FCN's 3×3 convolutions on this CPU? One layer of each VGG16
-stage at the sizes FCN-8s meets for a 375×500 image, oneDNN's direct convolution against
-Winograd F(2×2, 3×3) and F(4×4, 3×3) written as batched matrix products in PyTorch.
+"""Winograd F(4×4, 3×3) against oneDNN's direct convolution, layer by layer: which 3×3
+layers of FCN-8s it pays on, on this CPU (`fcnxs.inference.winograd` takes those with 256
+or more output channels, in fp32 only).
 
     .venv/bin/python benchmarks/winograd.py [--runs 5]
 
-Winograd trades multiplications for transforms: F(m, 3) needs (m + 2)² / (9 m²) of the
-direct multiplications (0.44 for m = 2, 0.25 for m = 4) but reads and writes every tile
-through an input and an output transform. The table says which side wins here, and the
-error each variant makes (max |Δ| / max |direct|).
+Each layer runs at the window border reuse gives it for a 375×500 image, on random weights
+and inputs, batch 1, in fp32 and, where the CPU computes it natively, bf16. The errors are
+against a float64 direct convolution of the same inputs: max |Δ| / max |output| and the
+root-mean-square Δ / that of the output.
 """
 
 from __future__ import annotations
@@ -16,60 +16,25 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from machine import describe_machine, median_seconds
+from machine import bf16_is_native, describe_machine, median_seconds
+from torch import nn
 
-# (G, Bᵀ, Aᵀ) of Lavin & Gray (2016): Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A
-TRANSFORMS = {
-    2: (
-        [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
-        [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
-        [[1, 1, 1, 0], [0, 1, -1, -1]],
-    ),
-    4: (
-        [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-         [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
-        [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-         [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
-        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
-    ),
-}  # fmt: skip
-LAYERS = [  # (name, channels in, channels out, height, width) for a 375×500 image, pad 100
-    ("conv1_2", 64, 64, 573, 698),
-    ("conv2_2", 128, 128, 287, 349),
-    ("conv3_3", 256, 256, 144, 175),
-    ("conv4_3", 512, 512, 72, 88),
-    ("conv5_3", 512, 512, 36, 44),
-]
-
-
-class Winograd:
-    """relu(conv3x3(x, w, b, padding=1)) as F(m×m, 3×3) with the filter transformed once."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, m: int) -> None:
-        g, bt, at = (torch.tensor(t, dtype=torch.float32) for t in TRANSFORMS[m])
-        self.m, self.bt, self.at = m, bt, at
-        u = torch.einsum("ai,ocij,bj->aboc", g, weight, g)  # (t, t, out, in)
-        t = m + 2
-        self.u = u.reshape(t * t, *weight.shape[:2]).transpose(1, 2).contiguous()  # (t², in, out)
-        self.bias = bias
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        m, t = self.m, self.m + 2
-        n, c, h, w = x.shape
-        th, tw = -(-h // m), -(-w // m)
-        x = F.pad(x, (1, tw * m + 1 - w, 1, th * m + 1 - h))
-        tiles = x.unfold(2, t, m).unfold(3, t, m)  # (n, c, th, tw, t, t)
-        v = torch.einsum("ai,nchwij,bj->abnhwc", self.bt, tiles, self.bt)
-        v = v.reshape(t * t, n * th * tw, c)
-        product = torch.bmm(v, self.u).reshape(t, t, n, th, tw, -1)  # (t, t, n, th, tw, out)
-        y = torch.einsum("ia,abnhwo,jb->nohiwj", self.at, product, self.at)
-        y = y.reshape(n, -1, th * m, tw * m)[:, :, :h, :w]
-        return torch.relu(y + self.bias.view(1, -1, 1, 1))
+from fcnxs.inference import winograd
+from fcnxs.inference.border_reuse import tile_plan
+from fcnxs.inference.prepacked import OneDNN
+from fcnxs.model.architecture import TRUNK, Conv
 
 
 def _time(call, runs: int) -> float:
-    call()  # warm up
+    call()  # packs, or transforms the filters
     return median_seconds(call, runs)
+
+
+def _errors(got: torch.Tensor, exact: torch.Tensor) -> str:
+    delta = got.double() - exact
+    largest = float(delta.abs().max() / exact.abs().max())
+    rms = float(delta.pow(2).mean().sqrt() / exact.pow(2).mean().sqrt())
+    return f"{largest:.1e} / {rms:.1e}"
 
 
 def main() -> None:
@@ -78,29 +43,36 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     print(describe_machine())
-    print(f"median of {args.runs} calls, fp32, batch 1\n")
-    columns = ["layer", "C→C′ at H×W", "oneDNN direct (ms)", "F(2,3) (ms)", "F(4,3) (ms)",
-               "error F(2,3)", "error F(4,3)"]  # fmt: skip
-    print("| " + " | ".join(columns) + " |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print(f"median of {args.runs} calls, batch 1, the windows of a 375×500 image\n")
+    print("| dtype | layer | C→C′ at H×W out | oneDNN direct (ms) | Winograd (ms) | speed-up | "
+          "error direct (max / rms) | error Winograd (max / rms) | used |")  # fmt: skip
+    print("|---|---|---|---:|---:|---:|---:|---:|---|")
+    dtypes = [torch.float32] + ([torch.bfloat16] if bf16_is_native() else [])
     with torch.inference_mode():
-        for name, cin, cout, h, w in LAYERS:
-            x = torch.randn(1, cin, h, w).relu()
-            weight = torch.randn(cout, cin, 3, 3) * (2 / (9 * cin)) ** 0.5
-            bias = torch.randn(cout) * 0.1
-            xl = x.contiguous(memory_format=torch.channels_last)
-            direct = torch.relu(F.conv2d(xl, weight, bias, padding=1))
+        for dtype in dtypes:
+            for layer, (rows, cols, _) in zip(TRUNK, tile_plan(375, 500), strict=True):
+                if isinstance(layer, Conv) and layer.kernel == 3 and layer.pad == 1:
+                    print(_row(layer, rows.hi - rows.lo, cols.hi - cols.lo, dtype, args.runs))
 
-            def conv(xl=xl, weight=weight, bias=bias):
-                return F.conv2d(xl, weight, bias, padding=1).relu_()
 
-            cells = [f"{1000 * _time(conv, args.runs):.0f}"]
-            errors = []
-            for m in (2, 4):
-                winograd = Winograd(weight, bias, m)
-                cells.append(f"{1000 * _time(lambda w=winograd, x=x: w(x), args.runs):.0f}")
-                errors.append(f"{((winograd(x) - direct).abs().max() / direct.abs().max()):.1e}")
-            print(f"| {name} | {cin}→{cout} at {h}×{w} | " + " | ".join(cells + errors) + " |")
+def _row(layer: Conv, height: int, width: int, dtype: torch.dtype, runs: int) -> str:
+    conv = nn.Conv2d(layer.in_channels, layer.out_channels, 3)
+    nn.init.normal_(conv.weight, 0, (2 / (9 * layer.in_channels)) ** 0.5)
+    nn.init.normal_(conv.bias, 0, 0.1)
+    x = torch.randn(1, layer.in_channels, height + 2, width + 2).relu().to(dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    exact = F.relu(F.conv2d(x.double(), conv.weight.double(), conv.bias.double()))
+    direct, transformed = OneDNN(conv, x, 0), winograd.Winograd(conv, dtype)
+    t_direct = _time(lambda: direct.relu_conv(x, 0), runs)
+    t_winograd = _time(lambda: transformed.relu_conv(x, 0), runs)
+    return (
+        f"| {str(dtype).removeprefix('torch.')} | {layer.name} | {layer.in_channels}→"
+        f"{layer.out_channels} at {height}×{width} | {1000 * t_direct:.1f} | "
+        f"{1000 * t_winograd:.1f} | {t_direct / t_winograd:.2f}× | "
+        f"{_errors(direct.relu_conv(x, 0), exact)} | "
+        f"{_errors(transformed.relu_conv(x, 0), exact)} | "
+        f"{'yes' if winograd.suits(conv, x) else 'no'} |"
+    )
 
 
 if __name__ == "__main__":

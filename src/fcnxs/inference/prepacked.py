@@ -6,7 +6,7 @@ shape it will see when it picks the layout, but the layout serves every shape at
 speed with the same outputs (measured on fc6, conv1_2 and conv3_3 over several sizes, and
 with or without padding), so weights are packed once per (layer, dtype). ReLU is fused.
 On anything but a CPU with oneDNN, and in a format the CPU only emulates, the plain
-convolution runs. Wide 3×3 layers in fp32 run by Winograd's algorithm instead, their filters
+convolution runs. Wide 3×3 layers run by Winograd's algorithm instead, their filters
 transformed once (`fcnxs.inference.winograd`).
 """
 
@@ -43,7 +43,7 @@ class PackedConvs:
     """``relu(conv(x))`` for a model's convolutions, with weights packed once."""
 
     def __init__(self) -> None:
-        self._packed: dict[tuple, _OneDNN | Winograd] = {}
+        self._packed: dict[tuple, OneDNN | Winograd] = {}
         self._lock = threading.Lock()
 
     @property
@@ -59,22 +59,22 @@ class PackedConvs:
         with self._lock:
             packed = self._packed.get(key)
         if packed is None:
-            packed = Winograd(module) if suits(module, x) else _OneDNN(module, x, padding)
+            packed = Winograd(module, x.dtype) if suits(module, x) else OneDNN(module, x, padding)
             with self._lock:
                 self._packed[key] = packed
         return packed.relu_conv(x, padding)
 
 
-class _OneDNN:
+class OneDNN:
     """A layer's weights in the blocked layout oneDNN picks for the first input it meets,
     in slices of output channels of at most `SLICE_BYTES` each."""
 
     def __init__(self, module: nn.Conv2d, x: torch.Tensor, padding: int) -> None:
         weight = module.weight.detach().to(x.dtype)
         bias = _cast(module.bias, x)
-        count = -(-weight.numel() * weight.element_size() // SLICE_BYTES)
-        weights = weight.chunk(count)
-        biases = [None] * len(weights) if bias is None else bias.chunk(count)
+        rows = max(1, SLICE_BYTES // (weight[0].numel() * weight.element_size()))
+        weights = weight.split(rows)
+        biases = [None] * len(weights) if bias is None else bias.split(rows)
         shape = list(x.shape)
         self.slices = [
             (_reorder(w.contiguous().to_mkldnn(), [padding] * 2, [1, 1], [1, 1], 1, shape), b)

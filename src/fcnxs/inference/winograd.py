@@ -1,4 +1,4 @@
-"""relu(conv3×3(x)) by Winograd's minimal filtering F(4×4, 3×3), for the wide layers in fp32.
+"""relu(conv3×3(x)) by Winograd's minimal filtering F(4×4, 3×3), for the wide layers.
 
 oneDNN's direct convolution already runs near the CPU's peak, so what is left is fewer
 multiplications: F(4×4, 3×3) computes a 4×4 block of outputs from a 6×6 input tile with
@@ -6,10 +6,13 @@ multiplications: F(4×4, 3×3) computes a 4×4 block of outputs from a 6×6 inpu
 Convolutional Neural Networks", 2016). The tiles' transforms are matrix products over the
 whole map, one per axis, and the 36 products one batched matrix product (MKL's, steady over
 every size, where oneDNN's 1×1 convolutions fell to a slow path below a hundred or so
-positions). On conv3–conv5 (256 or more output channels) that is 1.3–2.8× faster than oneDNN
-at 375×500; on conv1–conv2 (64–128 channels, large maps) the transforms cost more than the
-products save (docs/design.md §6). The price is rounding: about 1e-5 of the largest output
-per layer instead of 1e-6 (tested against the direct convolution, and end to end).
+positions). On conv3–conv5 that is 1.1–2.3× faster than oneDNN's fp32 at 375×500; on
+conv1–conv2 (64–128 channels, large maps) the transforms cost more than the products save
+(docs/design.md §6). The price is rounding: about 1e-5 of the largest output per layer
+instead of 1e-6 (tested against the direct convolution, and end to end). bf16 products
+(``dtype``) are measured by `benchmarks/winograd.py` and not used: 1.7× faster than oneDNN's
+bf16 on the 512-channel layers, but with 11× its error per layer (F(4×4, 3×3)'s output
+transform multiplies rounding errors by up to 64).
 """
 
 from __future__ import annotations
@@ -55,8 +58,8 @@ _GG = torch.kron(_G, _G).to(torch.float32)  # (36, 9): both axes of a filter, ro
 
 
 def suits(module: nn.Conv2d, x: torch.Tensor) -> bool:
-    """Whether ``module`` on ``x`` runs faster this way: a plain 3×3 convolution of a wide
-    layer, in fp32."""
+    """Whether ``module`` on ``x`` runs this way: a plain 3×3 convolution of a wide layer,
+    in fp32."""
     return (
         x.dtype == torch.float32
         and module.kernel_size == (3, 3)
@@ -68,15 +71,16 @@ def suits(module: nn.Conv2d, x: torch.Tensor) -> bool:
 
 
 class Winograd:
-    """One layer's filters transformed once, (36, in, out) fp32, and its bias."""
+    """One layer's filters transformed once, (36, in, out) in the dtype the products run
+    in, and its bias."""
 
-    def __init__(self, module: nn.Conv2d) -> None:
+    def __init__(self, module: nn.Conv2d, dtype: torch.dtype = torch.float32) -> None:
         weight = module.weight.detach().float()
         out_channels, in_channels = weight.shape[:2]
         # U[ab, c, o] = Σ_ij (G ⊗ G)[ab, ij] g[o, c, ij]: one matrix product
         filters = weight.reshape(-1, 9).T.contiguous()  # (ij, o·c)
         u = (_GG @ filters).view(TILE * TILE, out_channels, in_channels)
-        self.u = u.transpose(1, 2).contiguous()  # (36, in, out)
+        self.u = u.transpose(1, 2).to(dtype).contiguous()  # (36, in, out)
         self.bias = None if module.bias is None else module.bias.detach().float()
 
     @property
@@ -84,7 +88,7 @@ class Winograd:
         return self.u.numel() * self.u.element_size()
 
     def relu_conv(self, x: torch.Tensor, padding: int) -> torch.Tensor:
-        """relu(conv(x)) for an (N, C, H, W) fp32 ``x``, channels-last in and out."""
+        """relu(conv(x)) for an (N, C, H, W) ``x``, channels-last in and out, in its dtype."""
         n, c, h, w = x.shape
         out_h, out_w = h + 2 * padding - 2, w + 2 * padding - 2
         tiles_h, tiles_w = -(-out_h // OUT), -(-out_w // OUT)
@@ -95,14 +99,15 @@ class Winograd:
         x = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)  # N H W C
         tiles = x.unfold(1, TILE, OUT).unfold(2, TILE, OUT)  # N th tw C 6 6, a view
         count = n * tiles_h * tiles_w
-        d = tiles.permute(4, 5, 0, 1, 2, 3).reshape(TILE, -1)  # (i, j·tiles·C), one copy
-        v = torch.matmul(_BT, d).view(TILE, TILE, -1)  # Bᵀ along rows
-        v = torch.matmul(_BT, v)  # and along columns, batched over the rows: (a, b, ·)
-        m = torch.bmm(v.view(TILE * TILE, count, c), self.u)  # (36, tiles, out)
+        d = x.new_empty((TILE, TILE, n, tiles_h, tiles_w, c), dtype=torch.float32)
+        d.copy_(tiles.permute(4, 5, 0, 1, 2, 3))  # one pass: gathered, and in fp32
+        v = torch.matmul(_BT, d.view(TILE, -1)).view(TILE, TILE, -1)  # Bᵀ along rows
+        v = torch.matmul(_BT, v).to(self.u.dtype)  # along columns, batched over the rows
+        m = torch.bmm(v.view(TILE * TILE, count, c), self.u).float()  # (36, tiles, out)
         k = m.shape[-1]
         y = torch.matmul(_AT, m.view(TILE, -1)).view(OUT, TILE, -1)  # Aᵀ along rows
         y = torch.matmul(_AT, y)  # and along columns: (i, j, tiles·out)
         y = y.view(OUT, OUT, n, tiles_h, tiles_w, k).permute(2, 3, 0, 4, 1, 5)
         y = y.reshape(n, tiles_h * OUT, tiles_w * OUT, k)[:, :out_h, :out_w]
         y = y + self.bias if self.bias is not None else y.contiguous()
-        return y.relu_().permute(0, 3, 1, 2)  # (N, out, H', W'), channels-last
+        return y.relu_().to(x.dtype).permute(0, 3, 1, 2)  # (N, out, H', W'), channels-last
