@@ -32,9 +32,8 @@ from fcnxs.model.architecture import SKIP_POOLS, TRUNK, Conv, Pool
 from fcnxs.model.fcn import FCN
 
 MAX_CACHED_BYTES = 3 << 29
-"""What is kept: the packed weights (0.5 GB in fp32, shared by every size) and the short
-all-zero maps of the sizes seen (about 50 MB at 375×500 in fp32); the newest size is always
-kept."""
+"""What is kept: the packed weights (0.7 GB in fp32, shared by every size) and the short
+all-zero maps of the sizes seen (60 MB at 375×500 in fp32); the newest size is always kept."""
 MIN_SAVING = 0.15
 """Below this share of the trunk's work saved (inputs over about 1.2 megapixels), the
 windows are not worth their copies and the network runs densely."""
