@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnxs.inference import prepacked
+from fcnxs.inference import prepacked, winograd
 from fcnxs.inference.prepacked import PackedConvs
 from fcnxs.inference.winograd import Winograd, suits
 
@@ -48,6 +48,21 @@ def test_winograd_is_the_direct_convolution(batch, channels, height, width, padd
     assert got.is_contiguous(memory_format=torch.channels_last)
     assert (got - expected).abs().max() <= 3e-5 * expected.abs().max()
     assert (got >= 0).all()
+
+
+def test_bands_of_tile_rows_give_the_whole_map(monkeypatch):
+    """A large input is transformed a band of tile rows at a time (here one row per band,
+    over a batch of two): the same outputs as in one band."""
+    conv = _conv(128, 256)
+    x = torch.randn(2, 128, 14, 19, generator=torch.Generator().manual_seed(4)).relu()
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        whole = Winograd(conv).relu_conv(x, 1)
+        monkeypatch.setattr(winograd, "BAND_BYTES", 1)
+        banded = Winograd(conv).relu_conv(x, 1)
+        expected = _direct(conv, x, 1)
+    assert (banded - whole).abs().max() <= 1e-6 * whole.abs().max()  # rounding apart
+    assert (banded - expected).abs().max() <= 3e-5 * expected.abs().max()
 
 
 def test_bf16_products_round_worse_than_bf16_and_are_not_used():
