@@ -20,8 +20,8 @@ from machine import bf16_is_native, describe_machine, median_seconds
 from torch import nn
 
 from fcnxs.inference import winograd
-from fcnxs.inference.border_reuse import tile_plan
 from fcnxs.inference.prepacked import OneDNN
+from fcnxs.inference.windows import tile_plan
 from fcnxs.model.architecture import TRUNK, Conv
 
 

@@ -10,9 +10,8 @@ import torch.nn.functional as F
 
 import fcnxs
 from fcnxs.core import precision
-from fcnxs.inference.border_reuse import (
-    MIN_SAVING,
-    BorderReuse,
+from fcnxs.inference.border_reuse import MIN_SAVING, BorderReuse
+from fcnxs.inference.windows import (
     Window,
     image_windows,
     saved_share,
