@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -60,12 +60,18 @@ class CacheInfo:
 
 @dataclass
 class _Border:
-    """A layer's padded input for an all-zero image, shortened, and where each full-size
-    position reads it."""
+    """A layer's padded input for an all-zero image, shortened, where each full-size
+    position reads it, and the frames read from it so far (one per tile a size uses)."""
 
     short: torch.Tensor
     rows: torch.Tensor
     cols: torch.Tensor
+    frames: dict = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        strips = [s for frame in self.frames.values() for *_, s in frame] + [self.short]
+        return sum(s.numel() * s.element_size() for s in strips)
 
     def read(self, rows: slice, cols: slice) -> torch.Tensor:
         """The full-size map's ``[rows, cols]``."""
@@ -74,6 +80,25 @@ class _Border:
         if len(rows_at) * short.shape[-1] <= len(cols_at) * short.shape[-2]:
             return short.index_select(-2, rows_at).index_select(-1, cols_at)
         return short.index_select(-1, cols_at).index_select(-2, rows_at)
+
+    def frame(self, tile: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> list:
+        """The strips of the full-size map around ``inner`` (top, bottom, left, right, in
+        the tile) within ``tile`` (r0, r1, c0, c1): (rows, columns, values) in the tile."""
+        key = (tile, inner)
+        if key not in self.frames:
+            (r0, r1, c0, c1), (top, bottom, left, right) = tile, inner
+            strips = [
+                (slice(0, top), slice(0, c1 - c0)),
+                (slice(bottom, r1 - r0), slice(0, c1 - c0)),
+                (slice(top, bottom), slice(0, left)),
+                (slice(top, bottom), slice(right, c1 - c0)),
+            ]
+            self.frames[key] = [
+                (r, c, self.read(_shift(r, r0), _shift(c, c0)))
+                for r, c in strips
+                if r.stop > r.start and c.stop > c.start
+            ]
+        return self.frames[key]
 
 
 @dataclass
@@ -84,7 +109,7 @@ class _Size:
 
     @property
     def nbytes(self) -> int:
-        return sum(b.short.numel() * b.short.element_size() for b in self.borders if b)
+        return sum(b.nbytes for b in self.borders if b)
 
 
 class BorderReuse:
@@ -241,18 +266,13 @@ def _tile(
         memory_format=_memory_format(x),
     )
     tile[..., top:bottom, left:right] = x
-    frame = [
-        (slice(0, top), slice(0, c1 - c0)),
-        (slice(bottom, r1 - r0), slice(0, c1 - c0)),
-        (slice(top, bottom), slice(0, left)),
-        (slice(top, bottom), slice(right, c1 - c0)),
-    ]
-    for r, c in frame:
-        if r.stop > r.start and c.stop > c.start:
-            tile[..., r, c] = border.read(
-                slice(r0 + r.start, r0 + r.stop), slice(c0 + c.start, c0 + c.stop)
-            )
+    for r, c, strip in border.frame((r0, r1, c0, c1), (top, bottom, left, right)):
+        tile[..., r, c] = strip
     return tile
+
+
+def _shift(positions: slice, offset: int) -> slice:
+    return slice(positions.start + offset, positions.stop + offset)
 
 
 def _whole(
