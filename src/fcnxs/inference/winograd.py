@@ -6,7 +6,7 @@ multiplications: F(4×4, 3×3) computes a 4×4 block of outputs from a 6×6 inpu
 Convolutional Neural Networks", 2016). The tiles' transforms are matrix products over the
 whole map, one per axis, and the 36 products one batched matrix product (MKL's, steady over
 every size, where oneDNN's 1×1 convolutions fell to a slow path below a hundred or so
-positions). On conv3–conv5 that is 1.1–2.3× faster than oneDNN's fp32 at 375×500; on
+positions). On conv3–conv5 that is 1.5–2.3× faster than oneDNN's fp32 at 375×500; on
 conv1–conv2 (64–128 channels, large maps) the transforms cost more than the products save
 (docs/design.md §6). The price is rounding: about 1e-5 of the largest output per layer
 instead of 1e-6 (tested against the direct convolution, and end to end). bf16 products
