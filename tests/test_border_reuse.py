@@ -234,8 +234,8 @@ def test_an_all_zero_image_s_maps_are_read_from_shortened_ones_by_distance_to_th
 
 
 def test_borders_come_from_an_all_zero_image(fcn8s_model):
-    """What a size keeps is the dense network's padded inputs for an all-zero image (its
-    biases made nonzero: a zero-bias network's are all zeros)."""
+    """What a size's frames are read from is the dense network's padded inputs for an
+    all-zero image (its biases made nonzero: a zero-bias network's are all zeros)."""
     model = copy.deepcopy(fcn8s_model)
     with torch.no_grad():
         for parameter in model.parameters():
@@ -244,15 +244,15 @@ def test_borders_come_from_an_all_zero_image(fcn8s_model):
     reuse = BorderReuse(model)
     x = torch.zeros(1, 3, 45, 61)
     with torch.inference_mode():
-        kept = reuse._zero_borders(x)
+        borders = reuse._zero_maps(x)
         z, dense = x, []
-        for layer in TRUNK[: len(kept.borders)]:
+        for layer in TRUNK[: len(borders)]:
             pad = layer.pad if isinstance(layer, Conv) else 0
             dense.append(F.pad(z, (pad,) * 4))
             module = model.get_submodule(layer.name)
             z = torch.relu(module(z)) if isinstance(layer, Conv) else module(z)
-    assert sum(b is not None for b in kept.borders) > 10
-    for border, reference in zip(kept.borders, dense, strict=True):
+    assert sum(b is not None for b in borders) > 10
+    for border, reference in zip(borders, dense, strict=True):
         if border is not None:
             read = border.read(slice(None), slice(None))
             assert (read - reference).abs().max() <= 1e-5 * reference.abs().max()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -40,8 +40,9 @@ from fcnxs.model.architecture import SKIP_POOLS, TRUNK, Conv
 from fcnxs.model.fcn import FCN
 
 MAX_CACHED_BYTES = 3 << 29
-"""What is kept: the packed weights (0.7 GB in fp32, shared by every size) and the short
-all-zero maps of the sizes seen (60 MB at 375×500 in fp32); the newest size is always kept."""
+"""What is kept: the packed weights (0.7 GB in fp32, shared by every size) and, per size
+seen, the frames its tiles read and the skip pools' borders (20 MB at 375×500 in fp32); the
+newest size is always kept."""
 MIN_SAVING = 0.15
 """Below this share of the trunk's work saved (inputs over about 1.2 megapixels), the
 windows are not worth their copies and the network runs densely."""
@@ -59,19 +60,13 @@ class CacheInfo:
 
 
 @dataclass
-class _Border:
-    """A layer's padded input for an all-zero image, shortened, where each full-size
-    position reads it, and the frames read from it so far (one per tile a size uses)."""
+class _ZeroMap:
+    """A layer's padded input for an all-zero image: shortened, and where each full-size
+    position reads it."""
 
     short: torch.Tensor
     rows: torch.Tensor
     cols: torch.Tensor
-    frames: dict = field(default_factory=dict)
-
-    @property
-    def nbytes(self) -> int:
-        strips = [s for frame in self.frames.values() for *_, s in frame] + [self.short]
-        return sum(s.numel() * s.element_size() for s in strips)
 
     def read(self, rows: slice, cols: slice) -> torch.Tensor:
         """The full-size map's ``[rows, cols]``."""
@@ -81,35 +76,66 @@ class _Border:
             return short.index_select(-2, rows_at).index_select(-1, cols_at)
         return short.index_select(-1, cols_at).index_select(-2, rows_at)
 
-    def frame(self, tile: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> list:
-        """The strips of the full-size map around ``inner`` (top, bottom, left, right, in
-        the tile) within ``tile`` (r0, r1, c0, c1): (rows, columns, values) in the tile."""
-        key = (tile, inner)
-        if key not in self.frames:
-            (r0, r1, c0, c1), (top, bottom, left, right) = tile, inner
-            strips = [
-                (slice(0, top), slice(0, c1 - c0)),
-                (slice(bottom, r1 - r0), slice(0, c1 - c0)),
-                (slice(top, bottom), slice(0, left)),
-                (slice(top, bottom), slice(right, c1 - c0)),
-            ]
-            self.frames[key] = [
-                (r, c, self.read(_shift(r, r0), _shift(c, c0)))
-                for r, c in strips
-                if r.stop > r.start and c.stop > c.start
-            ]
-        return self.frames[key]
+
+@dataclass
+class _Frame:
+    """What a tiled layer reads around the window the previous layer computed, for one
+    input size: the tile's place in the layer's padded input, the window's place in the
+    tile, and the strips of the all-zero image's map around it."""
+
+    shape: tuple[int, int]
+    window: tuple[slice, slice]
+    strips: list[tuple[slice, slice, torch.Tensor]]
+
+    @classmethod
+    def of(cls, zero: _ZeroMap, rows: tuple[int, int], cols: tuple[int, int], window) -> _Frame:
+        """The frame of ``window`` (rows, columns in the tile) in the tile ``rows`` ×
+        ``cols`` of the padded input."""
+        (r0, r1), (c0, c1) = rows, cols
+        inner_rows, inner_cols = window
+        around = [
+            (slice(0, inner_rows.start), slice(0, c1 - c0)),
+            (slice(inner_rows.stop, r1 - r0), slice(0, c1 - c0)),
+            (inner_rows, slice(0, inner_cols.start)),
+            (inner_rows, slice(inner_cols.stop, c1 - c0)),
+        ]
+        strips = [
+            (r, c, zero.read(_shift(r, r0), _shift(c, c0)))
+            for r, c in around
+            if r.stop > r.start and c.stop > c.start
+        ]
+        return cls((r1 - r0, c1 - c0), window, strips)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(s.numel() * s.element_size() for *_, s in self.strips)
+
+    def around(self, x: torch.Tensor) -> torch.Tensor:
+        """The tile: ``x`` in its window, framed."""
+        tile = torch.empty(
+            (*x.shape[:2], *self.shape),
+            dtype=x.dtype,
+            device=x.device,
+            memory_format=_memory_format(x),
+        )
+        tile[(..., *self.window)] = x
+        for r, c, strip in self.strips:
+            tile[..., r, c] = strip
+        return tile
 
 
 @dataclass
 class _Size:
-    """What is kept for one input size: the border each tiled layer reads."""
+    """What is kept for one input size: the frame each tiled layer reads, and the skip
+    pools' maps for an all-zero image where their windows are not whole."""
 
-    borders: list[_Border | None]
+    frames: list[_Frame | None]
+    pools: dict[str, torch.Tensor]
 
     @property
     def nbytes(self) -> int:
-        return sum(b.nbytes for b in self.borders if b)
+        maps = sum(m.numel() * m.element_size() for m in self.pools.values())
+        return maps + sum(f.nbytes for f in self.frames if f)
 
 
 class BorderReuse:
@@ -159,7 +185,7 @@ class BorderReuse:
             if kept is not None:
                 self._sizes.move_to_end(key)
         if kept is None:
-            kept = self._zero_borders(x)
+            kept = self._kept(x)
             with self._lock:
                 self._sizes[key] = kept
             self._evict()
@@ -175,9 +201,9 @@ class BorderReuse:
             ):
                 self._sizes.popitem(last=False)
 
-    def _zero_borders(self, x: torch.Tensor) -> _Size:
-        """The border of every tiled layer: the trunk, up to the last of them, on an
-        all-zero input shortened as far as its rims allow."""
+    def _zero_maps(self, x: torch.Tensor) -> list[_ZeroMap | None]:
+        """The padded input of every tiled layer for an all-zero image: the trunk, up to
+        the last of them, on an all-zero input shortened as far as its rims allow."""
         height, width = x.shape[-2:]
         tiled = [t for _, _, t in tile_plan(height, width, self._ceil)]
         layers = max(i for i, t in enumerate(tiled) if t) + 1
@@ -186,43 +212,66 @@ class BorderReuse:
         rows = zero_index(height, short_h, self._ceil)
         cols = zero_index(width, short_w, self._ceil)
         z = x.new_zeros(1, x.shape[1], short_h, short_w)
-        borders: list[_Border | None] = []
+        maps: list[_ZeroMap | None] = []
         for i, layer in enumerate(TRUNK[:layers]):
-            if tiled[i]:
-                index_h, index_w = rows[i].to(x.device), cols[i].to(x.device)
-                borders.append(_Border(_padded(z, layer), index_h, index_w))
-            else:
-                borders.append(None)
+            index_h, index_w = rows[i].to(x.device), cols[i].to(x.device)
+            maps.append(_ZeroMap(_padded(z, layer), index_h, index_w) if tiled[i] else None)
             if isinstance(layer, Conv):
                 z = self._relu_conv(getattr(self.model, layer.name), z, layer.pad)
             else:
                 z = getattr(self.model, layer.name)(z)
-        return _Size(borders)
+        return maps
 
-    def _windowed(self, x: torch.Tensor, kept: _Size):
-        pools = {}
+    def _kept(self, x: torch.Tensor) -> _Size:
+        """What a size keeps: the frames its tiles read, and the skip pools' borders, read
+        once from the all-zero image's maps, which are then dropped."""
         height, width = x.shape[-2:]
+        zero = self._zero_maps(x)
+        frames: list[_Frame | None] = []
+        pools = {}
         rows_in, cols_in = Window(0, height, height), Window(0, width, width)
         for i, (layer, (rows, cols, tiled)) in enumerate(
             zip(TRUNK, tile_plan(height, width, self._ceil), strict=True)
         ):
-            module = getattr(self.model, layer.name)
-            is_conv = isinstance(layer, Conv)
-            padding = layer.pad if is_conv else 0
+            pad = layer.pad if isinstance(layer, Conv) else 0
+            frame = None
             if tiled:
-                pad = padding
-                r0, r1 = tile_span(layer, rows, rows_in.size)
-                c0, c1 = tile_span(layer, cols, cols_in.size)
+                span_rows = tile_span(layer, rows, rows_in.size)
+                span_cols = tile_span(layer, cols, cols_in.size)
                 # The input window lies inside the tile (tested over sizes, both roundings).
-                top, left = rows_in.lo + pad - r0, cols_in.lo + pad - c0
-                x, padding = _tile(kept.borders[i], (r0, r1), (c0, c1), x, (top, left)), 0
-            if is_conv:
+                top, left = rows_in.lo + pad - span_rows[0], cols_in.lo + pad - span_cols[0]
+                window = (
+                    slice(top, top + rows_in.hi - rows_in.lo),
+                    slice(left, left + cols_in.hi - cols_in.lo),
+                )
+                frame = _Frame.of(zero[i], span_rows, span_cols, window)
+            frames.append(frame)
+            if layer.name in SKIP_POOLS and not (rows.full and cols.full):
+                consumer = TRUNK[i + 1]  # a convolution, tiled: its input is not whole
+                p = consumer.pad
+                pools[layer.name] = zero[i + 1].read(
+                    slice(p, p + rows.size), slice(p, p + cols.size)
+                )
+            rows_in, cols_in = rows, cols
+        return _Size(frames, pools)
+
+    def _windowed(self, x: torch.Tensor, kept: _Size):
+        pools = {}
+        height, width = x.shape[-2:]
+        for i, (layer, (rows, cols, _)) in enumerate(
+            zip(TRUNK, tile_plan(height, width, self._ceil), strict=True)
+        ):
+            module = getattr(self.model, layer.name)
+            frame = kept.frames[i]
+            padding = layer.pad if isinstance(layer, Conv) and frame is None else 0
+            if frame is not None:
+                x = frame.around(x)
+            if isinstance(layer, Conv):
                 x = self._relu_conv(module, x, padding)
             else:
                 x = module(x)
                 if layer.name in SKIP_POOLS:
-                    pools[layer.name] = _whole(x, rows, cols, kept.borders[i + 1], TRUNK[i + 1])
-            rows_in, cols_in = rows, cols
+                    pools[layer.name] = _whole(x, rows, cols, kept.pools.get(layer.name))
         return x, pools
 
 
@@ -252,38 +301,16 @@ def _padded(x: torch.Tensor, layer) -> torch.Tensor:
     return F.pad(x, (pad,) * 4).contiguous(memory_format=_memory_format(x)) if pad else x
 
 
-def _tile(
-    border: _Border, rows: tuple[int, int], cols: tuple[int, int], x: torch.Tensor, at: tuple
-) -> torch.Tensor:
-    """Positions ``rows`` × ``cols`` of a layer's padded input: ``x`` (the window the
-    previous layer computed) at ``at``, framed by the border."""
-    (r0, r1), (c0, c1), (top, left) = rows, cols, at
-    bottom, right = top + x.shape[-2], left + x.shape[-1]
-    tile = torch.empty(
-        (*x.shape[:2], r1 - r0, c1 - c0),
-        dtype=x.dtype,
-        device=x.device,
-        memory_format=_memory_format(x),
-    )
-    tile[..., top:bottom, left:right] = x
-    for r, c, strip in border.frame((r0, r1, c0, c1), (top, bottom, left, right)):
-        tile[..., r, c] = strip
-    return tile
-
-
 def _shift(positions: slice, offset: int) -> slice:
     return slice(positions.start + offset, positions.stop + offset)
 
 
 def _whole(
-    window: torch.Tensor, rows: Window, cols: Window, border: _Border | None, consumer
+    window: torch.Tensor, rows: Window, cols: Window, zero: torch.Tensor | None
 ) -> torch.Tensor:
-    """A pool map in full, as the skips read it: the window over the border of the layer
-    that consumes the map."""
-    if rows.full and cols.full:
+    """A pool map in full, as the skips read it: the window over the all-zero image's."""
+    if zero is None:
         return window
-    pad = consumer.pad if isinstance(consumer, Conv) else 0
-    whole = border.read(slice(pad, pad + rows.size), slice(pad, pad + cols.size))
-    whole = whole.to(window.dtype).contiguous(memory_format=_memory_format(window))
+    whole = zero.clone(memory_format=_memory_format(window))  # the kept map stays as it is
     whole[..., rows.lo : rows.hi, cols.lo : cols.hi] = window
     return whole
