@@ -25,7 +25,7 @@ def keep_freed_memory() -> bool:
     """Raise glibc's thresholds; False (nothing done) where the C library is not glibc."""
     try:
         libc = ctypes.CDLL(None)
-        mallopt, _ = libc.mallopt, libc.gnu_get_libc_version
+        mallopt, _ = libc.mallopt, libc.gnu_get_libc_version  # glibc only
     except (OSError, AttributeError):
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(

@@ -311,6 +311,6 @@ def _whole(
     """A pool map in full, as the skips read it: the window over the all-zero image's."""
     if zero is None:
         return window
-    whole = zero.clone(memory_format=_memory_format(window))  # the kept map stays as it is
+    whole = zero.clone(memory_format=_memory_format(window))  # concurrent calls share `zero`
     whole[..., rows.lo : rows.hi, cols.lo : cols.hi] = window
     return whole
