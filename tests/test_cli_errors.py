@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import fcnxs
@@ -362,6 +363,22 @@ def test_demo_never_writes_into_a_folder_that_is_not_a_demo(cli, work):
     assert status == 2
     assert_one_line(err, "not a demo's")
     assert tree(work) == before
+
+
+def test_tf32_on_a_cpu_is_refused_before_any_file_is_written(cli, tmp_path, work):
+    """tf32 is a GPU format; on a CPU, every command that trains refuses it up front."""
+    if torch.cuda.is_available():
+        pytest.skip("the demo trains on the GPU here, where tf32 exists")
+    cases = {
+        "demo": ["demo", "--out", tmp_path / "demo"],
+        "train": ["train", "--arch", "fcn32s", "--data", work / "ds", "--split", "train",
+                  "--out", tmp_path / "run", "--device", "cpu"],
+    }  # fmt: skip
+    for name, argv in cases.items():
+        status, _, err = cli(*argv, "--precision", "tf32")
+        assert status == 2, name
+        assert_one_line(err, "tf32 exists on NVIDIA GPUs only")
+    assert not (tmp_path / "demo").exists() and not (tmp_path / "run").exists()
 
 
 def test_data_commands_document_every_option():

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
+import fcnxs
 from fcnxs.cli import main
 from fcnxs.core import precision
+from fcnxs.core.errors import FcnxsError
 
 
 def test_fp32_and_gpus_never_warn():
@@ -27,8 +30,8 @@ def test_native_bf16_is_quiet_and_the_demo_takes_it(monkeypatch):
     monkeypatch.setattr(precision, "native_on_cpu", lambda dtype: True)
     assert precision.emulation_warning("bf16", torch.device("cpu")) is None
     assert precision.fast_precision() == "bf16"
-    # the device that trains decides, not the host's CPU: fp32 on a GPU (bf16 diverged there)
-    assert precision.fast_precision(torch.device("cuda")) == "fp32"
+    # the device that trains decides, not the host's CPU
+    assert precision.fast_precision(torch.device("cuda")) == "tf32"
 
 
 def test_segment_in_emulated_bf16_warns_once_and_still_segments(
@@ -58,3 +61,37 @@ def test_train_in_emulated_bf16_warns_before_its_first_step(cpu_without_half, tm
     err = capsys.readouterr().err
     assert err.count("no native bf16 arithmetic") == 1
     assert "JPEGImages" in err.splitlines()[-1]  # the run stopped at its first sample
+
+
+@pytest.mark.parametrize("name", ["fp32", "bf16", "tf32"])
+def test_gpu_arithmetic_sets_tf32_only_for_tf32_and_restores_everything(name):
+    """The flags are the process's, so this runs without a GPU too; on a CPU nothing moves."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.allow_tf32, cudnn.benchmark, cudnn.deterministic, matmul.allow_tf32)
+    cudnn.benchmark = True  # a caller's autotuner: off inside, back after
+    try:
+        with precision.gpu_arithmetic(name, torch.device("cuda"), deterministic=True):
+            assert cudnn.allow_tf32 == matmul.allow_tf32 == (name == "tf32")
+            assert cudnn.deterministic and not cudnn.benchmark
+        assert cudnn.benchmark
+        with precision.gpu_arithmetic(name, torch.device("cpu")):
+            assert cudnn.benchmark and cudnn.allow_tf32 == before[0]
+    finally:
+        cudnn.benchmark = before[1]
+    assert (cudnn.allow_tf32, cudnn.benchmark, cudnn.deterministic, matmul.allow_tf32) == before
+
+
+def test_tf32_on_a_cpu_is_refused_before_anything_is_written(
+    tmp_path, model_file, fcn8s_model, capsys
+):
+    with pytest.raises(FcnxsError, match="tf32 exists on NVIDIA GPUs only"):
+        fcnxs.Segmenter(fcn8s_model, precision="tf32")
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((40, 56, 3), np.uint8)).save(image)
+    out = tmp_path / "out"
+    argv = ["segment", str(image), "--model", model_file, "-o", str(out), "--device", "cpu",
+            "--precision", "tf32"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "use fp32 or bf16" in err[0]
+    assert not out.exists()

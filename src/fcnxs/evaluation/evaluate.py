@@ -11,6 +11,7 @@ import torch
 
 from fcnxs.core.distributed import Context, sum_over_processes
 from fcnxs.core.errors import FcnxsError, file_error
+from fcnxs.core.precision import gpu_arithmetic
 from fcnxs.core.progress import progress
 from fcnxs.data.dataset import SegmentationData, batches, load_pair, make_loader, start_epoch
 from fcnxs.data.images import write_label_png
@@ -67,7 +68,7 @@ def evaluate_model(
     matrix = ConfusionMatrix(model.config.num_classes)
     count = 0
     forward = BorderReuse(model, max_bytes=tta.cache_bytes)
-    with evaluating(model):
+    with evaluating(model), gpu_arithmetic("fp32", context.device):
         steps = zip(indices, batches(loader), strict=True)
         for index, (x, y, _) in progress(steps, len(indices), "evaluate", unit="img"):
             x = x.to(context.device)

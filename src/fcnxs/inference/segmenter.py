@@ -9,7 +9,6 @@ tiles however tall the image.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import torch
 from PIL import Image
 
 from fcnxs.core.errors import FcnxsError
-from fcnxs.core.precision import PRECISIONS
+from fcnxs.core.precision import autocast_to, check_precision, gpu_arithmetic
 from fcnxs.core.progress import progress
 from fcnxs.data.images import composite, open_image
 from fcnxs.inference.border_reuse import BorderReuse, CacheInfo
@@ -44,20 +43,6 @@ the whole image."""
 def labels_of(scores: torch.Tensor) -> np.ndarray:
     """Argmax over classes, as uint8 (a model has at most 255 classes)."""
     return scores.argmax(0).to(torch.uint8).numpy()
-
-
-def _autotuned(device: torch.device):
-    """cuDNN's autotuner on CUDA (sizes repeat over a folder: tune once each), the other
-    cuDNN settings as they are, all restored afterwards; nothing elsewhere."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    cudnn = torch.backends.cudnn
-    return cudnn.flags(
-        enabled=cudnn.enabled,
-        benchmark=True,
-        deterministic=cudnn.deterministic,
-        allow_tf32=cudnn.allow_tf32,
-    )
 
 
 def mean_color(model: FCN) -> tuple[int, int, int]:
@@ -118,7 +103,7 @@ class Segmenter:
 
     It runs where the model is (move the model first to choose the device) and changes
     nothing outside itself: the model keeps its device, memory format and mode, and no
-    global setting is left changed (cuDNN's autotuner is on during its own calls only).
+    global setting is left changed (`gpu_arithmetic` sets the GPU's for its own calls only).
     """
 
     model: FCN
@@ -129,10 +114,7 @@ class Segmenter:
     """Test-time augmentation: with it, scores are averaged class probabilities."""
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise FcnxsError(
-                f"unknown precision {self.precision!r} (expected {', '.join(PRECISIONS)})"
-            )
+        check_precision(self.precision, self.model.device)
         if isinstance(self.tile, int) and self.tile < 64:
             raise FcnxsError(f"tile must be at least 64 pixels, not {self.tile}")
         self.device = self.model.device
@@ -172,9 +154,12 @@ class Segmenter:
         x = normalise(pixels.float(), self.model.config.preprocessing)
         # channels-last is 14 % faster for this network on oneDNN at the same outputs.
         x = x.contiguous(memory_format=torch.channels_last)
-        dtype = PRECISIONS[self.precision]
-        autocast = torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
-        with evaluating(self.model), autocast, _autotuned(self.device):
+        device, precision = self.device, self.precision
+        with (
+            evaluating(self.model),
+            gpu_arithmetic(precision, device),
+            autocast_to(precision, device),
+        ):
             if not self.tta.active:
                 return self.forward(x)
             return averaged_probabilities(self.forward, x, self.tta)
