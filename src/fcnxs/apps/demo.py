@@ -27,7 +27,7 @@ from fcnxs.apps.html_report import write_demo_report
 from fcnxs.core.atomic import save_figure, save_image, write_text
 from fcnxs.core.distributed import Context, pick_device
 from fcnxs.core.errors import file_error
-from fcnxs.core.precision import fast_precision
+from fcnxs.core.precision import check_precision, fast_precision
 from fcnxs.data.dataset import load_pair
 from fcnxs.data.images import label_image
 from fcnxs.data.layouts import open_dataset
@@ -52,6 +52,9 @@ class DemoRecipe:
     width: int = 64
     epochs: tuple[int, int, int] = (1, 1, 7)
     lr: float = 6e-4
+    warmup: int = 10
+    """Steps of each stage over which Adam's rate rises to `lr`: without it, runs diverged or
+    lost ten points of IoU by the seed and the device's rounding (docs/design.md §9)."""
     batch_size: int = 4
     precision: str = dataclasses.field(default_factory=lambda: fast_precision(pick_device()))
     """Decided by the device that trains (the GPU when there is one), not the host CPU."""
@@ -62,7 +65,8 @@ class DemoRecipe:
         return (
             f"{self.train_images} training and {self.heldout_images} held-out synthetic "
             f"{self.width}×{self.height} images; FCN-32s/16s/8s for "
-            f"{'/'.join(map(str, self.epochs))} epochs; Adam lr {self.lr:g}, no weight decay, "
+            f"{'/'.join(map(str, self.epochs))} epochs; Adam lr {self.lr:g} after {self.warmup} "
+            "warm-up steps, no weight decay, "
             f"no dropout, batch {self.batch_size}, {self.precision}; random VGG16 trunk "
             f"(seed {self.seed})"
         )
@@ -118,6 +122,7 @@ def check_demo_folder(out: Path) -> None:
 def run_demo(out: Path, recipe: DemoRecipe = DemoRecipe()) -> dict:
     """Run the demo into ``out`` (replacing an earlier demo there); returns its summary."""
     check_demo_folder(out)
+    check_precision(recipe.precision, pick_device())
     start = time.monotonic()
     for stale in DEMO_FILES:
         path = out / stale
@@ -140,6 +145,7 @@ def run_demo(out: Path, recipe: DemoRecipe = DemoRecipe()) -> dict:
         train_data={"root": str(data), "split": "train"},
         val_data={"root": str(data), "split": "val"},
         optimizer="adam",
+        warmup=recipe.warmup,
         weight_decay=0.0,
         dropout=0.0,
         batch_size=recipe.batch_size,

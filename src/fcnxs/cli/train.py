@@ -57,6 +57,13 @@ def _add_recipe_arguments(p: argparse.ArgumentParser, per_stage: bool) -> None:
     )
     g.add_argument("--batch-size", type=POSITIVE, help=_default("batch_size"))
     g.add_argument(
+        "--warmup",
+        type=NON_NEGATIVE,
+        metavar="STEPS",
+        help="raise the learning rate linearly over the first STEPS steps (default 0); "
+        "Adam from a random start needs it",
+    )
+    g.add_argument(
         "--cut-off-size", type=POSITIVE, help="the tutorial's random crop of large images"
     )
     g.add_argument(
@@ -90,9 +97,9 @@ def _add_recipe_arguments(p: argparse.ArgumentParser, per_stage: bool) -> None:
 
 
 RECIPE = (
-    "optimizer", "momentum", "weight_decay", "loss_reduction", "batch_size", "cut_off_size",
-    "scale", "flip", "crop_size", "dropout", "precision", "workers", "seed", "save_every",
-    "log_every", "skip_bad", "class_weights",
+    "optimizer", "momentum", "warmup", "weight_decay", "loss_reduction", "batch_size",
+    "cut_off_size", "scale", "flip", "crop_size", "dropout", "precision", "workers", "seed",
+    "save_every", "log_every", "skip_bad", "class_weights",
 )  # fmt: skip
 """The recipe options that map one to one onto `TrainSettings` fields."""
 

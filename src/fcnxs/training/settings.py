@@ -21,7 +21,7 @@ from fcnxs.training.checkpoints import RUN_SETTINGS, read_settings
 
 DEFAULT_LR = dict(zip(ARCHS, (1e-4, 1e-5, 1e-6), strict=True))
 """The tutorial's learning rates with the per-pixel mean loss, coarse to fine."""
-TRAINING_PRECISIONS = ("fp32", "bf16")
+TRAINING_PRECISIONS = ("fp32", "tf32", "bf16")
 ON_RESUME = ("epochs", "workers", "log_every", "save_every")
 """The settings a resumed run may change: how long it runs and how, not what it learns."""
 
@@ -39,6 +39,11 @@ class TrainSettings:
     lr: float | None = None
     optimizer: str = "sgd"
     momentum: float = 0.99
+    warmup: int = 0
+    """Steps over which the learning rate rises linearly to `lr` (0: from the first step, as
+    the tutorial). Adam's first step moves every parameter by ±lr whatever its gradient; on a
+    network without normalisation that lifted the demo's logits from 0 to 45 in one step, and
+    some runs then diverged (docs/design.md §9)."""
     weight_decay: float = 5e-4
     loss_reduction: str = "mean"
     batch_size: int = 1
@@ -61,6 +66,11 @@ class TrainSettings:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.arch]
+
+    def learning_rate_at(self, step: int) -> float:
+        """The rate of the run's ``step``-th step (from 0): a function of the step alone, so
+        a resumed run needs no scheduler state to continue exactly."""
+        return self.learning_rate * (min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0)
 
     def augmentation(self) -> Augmentation:
         scale = tuple(self.scale) if self.scale else None
@@ -99,9 +109,10 @@ class TrainSettings:
             (self.batch_size >= 1, "`batch_size` must be at least 1"),
             (self.learning_rate > 0, "`lr` must be positive"),
             (self.loss_reduction in ("sum", "mean"), "`loss_reduction` is sum or mean"),
-            (self.precision in TRAINING_PRECISIONS, "`precision` is fp32 or bf16"),
+            (self.precision in TRAINING_PRECISIONS, "`precision` is fp32, tf32 or bf16"),
             (self.optimizer in ("sgd", "adam"), "`optimizer` is sgd or adam"),
             (0 <= self.momentum < 1, "`momentum` must be in [0, 1)"),
+            (self.warmup >= 0, "`warmup` must be at least 0"),
             (self.weight_decay >= 0, "`weight_decay` must be at least 0"),
             (0 < low <= high, "`scale` takes LOW HIGH with 0 < LOW ≤ HIGH"),
             (self.dropout is None or 0 <= self.dropout < 1, "`dropout` must be in [0, 1)"),
