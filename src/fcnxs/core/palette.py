@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 VOC_CLASSES: tuple[str, ...] = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
     "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
@@ -15,9 +17,13 @@ MAX_CLASSES = VOID_LABEL
 
 
 def voc_colormap(n: int = 256) -> list[tuple[int, int, int]]:
-    """The VOC colour of classes 0..n-1.
+    """The VOC colour of classes 0..n-1 (a new list: callers may extend it)."""
+    return list(_colormap(n))
 
-    The bits of the class index are spread over R, G and B from the high bit down
+
+@functools.cache  # every label PNG written needs the 256 colours: 0.44 ms each time
+def _colormap(n: int) -> tuple[tuple[int, int, int], ...]:
+    """The bits of the class index are spread over R, G and B from the high bit down
     (bit 0 -> R, bit 1 -> G, bit 2 -> B, the next three one position lower, ...), which
     gives 256 distinct colours; index 255 (void) comes out as (224, 224, 192).
     """
@@ -31,7 +37,7 @@ def voc_colormap(n: int = 256) -> list[tuple[int, int, int]]:
             b |= ((c >> 2) & 1) << shift
             c >>= 3
         colors.append((r, g, b))
-    return colors
+    return tuple(colors)
 
 
 def default_class_names(num_classes: int) -> list[str]:
