@@ -2,12 +2,14 @@
 
     PYTHONPATH=src python benchmarks/gpu.py [--images 48] [--steps 5]
 
-Tables, each for fp32 and bf16: `Segmenter.labels` per image against the eager forward of
-the same batch; `fcnxs segment` over a folder of 375×500 JPEGs (its own wall time, model
-loading excluded by timing a one-image run and subtracting it); training steps on whole
-images (batch 1) and on 320×320 crops (batch 16) with images/s, peak memory and model FLOP
-utilisation against the card's dense bf16 peak (given by --peak-tflops). Without CUDA it says
-so and exits 2.
+Tables, each for fp32, tf32 and bf16: `Segmenter.labels` per image against the eager forward
+of the same batch, in the same arithmetic (`gpu_arithmetic`), and the first call's peak
+memory; `fcnxs segment` over a folder of 375×500 JPEGs (its own wall time, model loading
+excluded by timing a one-image run and subtracting it); training steps as the training loop
+takes them (channels-last, deterministic cuDNN) on whole images (batch 1) and on 320×320 crops
+(batch 16), with images/s, peak memory and model FLOP utilisation against the card's dense
+bf16 peak (--peak-tflops), and the staged schedule's projected time. Without CUDA it says so
+and exits 2.
 """
 
 from __future__ import annotations
@@ -53,9 +55,15 @@ def _timed(call, runs: int) -> float:
     return float(np.median(times))
 
 
+PRECISIONS = ("fp32", "tf32", "bf16")
+SCHEDULE_STEPS = 8498 * (31 + 27 + 19)
+"""The staged recipe over SBD's training images, whole images one at a time."""
+
+
 def inference(model, precision: str, batch: int, runs: int) -> tuple[float, float, float]:
     """(Segmenter per image ms, eager forward per image ms, first-call peak GiB)."""
     import fcnxs
+    from fcnxs.core.precision import autocast_to, gpu_arithmetic
 
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (375, 500, 3), dtype=np.uint8) for _ in range(batch)]
@@ -65,11 +73,10 @@ def inference(model, precision: str, batch: int, runs: int) -> tuple[float, floa
     peak = torch.cuda.max_memory_allocated() / 2**30
     ours = _timed(lambda: segmenter.labels_batch(images), runs) / batch
     x = torch.randn(batch, 3, 375, 500, device="cuda").contiguous(memory_format=torch.channels_last)
-    dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
-    autocast = torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None)
+    cuda = torch.device("cuda")
 
     def eager():
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), gpu_arithmetic(precision, cuda), autocast_to(precision, cuda):
             model(x)
 
     return 1000 * ours, 1000 * _timed(eager, runs) / batch, peak
@@ -98,25 +105,29 @@ def folder(model_file: Path, precision: str, count: int, work: Path) -> float:
 
 
 def training(precision: str, batch: int, crop: int | None, steps: int) -> tuple[float, float]:
-    """(seconds per step, peak GiB) of FCN-8s steps with SGD."""
+    """(seconds per step, peak GiB) of FCN-8s steps with SGD, in the training loop's layout
+    and arithmetic."""
     import fcnxs
+    from fcnxs.core.precision import autocast_to, gpu_arithmetic
 
-    model = fcnxs.build_model("fcn8s", num_classes=21, seed=0).cuda().train()
+    cuda, layout = torch.device("cuda"), torch.channels_last
+    model = fcnxs.build_model("fcn8s", num_classes=21, seed=0)
+    model = model.to(cuda, memory_format=layout).train()
     model.bigscore.weight.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=1e-6, momentum=0.99, fused=True)
     height, width = (crop, crop) if crop else (375, 500)
-    x = torch.randn(batch, 3, height, width, device="cuda") * 50
+    x = (torch.randn(batch, 3, height, width, device="cuda") * 50).contiguous(memory_format=layout)
     y = torch.randint(0, 21, (batch, height, width), device="cuda")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
 
     def step():
-        with torch.autocast("cuda", dtype=dtype, enabled=precision == "bf16"):
-            logits = model(x)
-        loss = torch.nn.functional.cross_entropy(logits.float(), y, ignore_index=255)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        with gpu_arithmetic(precision, cuda, deterministic=True):
+            with autocast_to(precision, cuda):
+                logits = model(x)
+            loss = torch.nn.functional.cross_entropy(logits.float(), y, ignore_index=255)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
 
     torch.cuda.reset_peak_memory_stats()
     seconds = _timed(step, steps)
@@ -139,7 +150,7 @@ def main() -> int:
     model = fcnxs.build_model("fcn8s", num_classes=21, seed=0).cuda().eval()
     print("\n| precision | batch | Segmenter ms/img | eager ms/img | ratio | first-call peak GiB |")
     print("|---|---:|---:|---:|---:|---:|")
-    for precision in ("fp32", "bf16"):
+    for precision in PRECISIONS:
         for batch in (1, 16):
             ours, eager, peak = inference(model, precision, batch, args.steps)
             print(f"| {precision} | {batch} | {ours:.2f} | {eager:.2f} | {ours / eager:.2f} "
@@ -149,19 +160,20 @@ def main() -> int:
         fcnxs.save_model(model.cpu(), model_file)
         print("\n| precision | `fcnxs segment` images/s (folder of 375×500 JPEGs) |")
         print("|---|---:|")
-        for precision in ("fp32", "bf16"):
+        for precision in PRECISIONS:
             rate = folder(model_file, precision, args.images, Path(work))
             print(f"| {precision} | {rate:.1f} |")
-    print("\n| precision | input | s/step | images/s | peak GiB | MFU |")
-    print("|---|---|---:|---:|---:|---:|")
-    for precision in ("fp32", "bf16"):
+    print("\n| precision | input | s/step | images/s | peak GiB | MFU | staged schedule |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for precision in PRECISIONS:
         for batch, crop in ((1, None), (16, 320)):
             seconds, peak = training(precision, batch, crop, args.steps)
             flop = 3 * forward_flop(batch, crop or 375, crop or 500)  # forward + backward
             mfu = flop / seconds / (args.peak_tflops * 1e12)
             shape = f"{crop}×{crop} ×{batch}" if crop else "375×500 ×1"
+            hours = "" if crop else f"{seconds * SCHEDULE_STEPS / 3600:.1f} h"
             print(f"| {precision} | {shape} | {seconds:.4f} | {batch / seconds:.1f} "
-                  f"| {peak:.1f} | {100 * mfu:.1f} % |")  # fmt: skip
+                  f"| {peak:.1f} | {100 * mfu:.1f} % | {hours} |")  # fmt: skip
     return 0
 
 
