@@ -414,6 +414,7 @@ def _train_epoch(run: Run) -> None:
                         "loss": stats["loss"],
                         "accuracy": stats["accuracy"],
                         "samples_per_sec": speed,
+                        "lr": run.optimizer.param_groups[0]["lr"],
                     },
                     position.global_step,
                 )
