@@ -257,3 +257,20 @@ def test_borders_come_from_an_all_zero_image(fcn8s_model):
             read = border.read(slice(None), slice(None))
             assert (read - reference).abs().max() <= 1e-5 * reference.abs().max()
     assert reuse.cache_info().sizes_kept == 0  # made, not yet kept: the call keeps it
+
+
+def test_only_single_images_on_a_cpu_run_in_windows(fcn8s_model):
+    """A batch runs densely, keeping nothing, and so does a GPU (the rule reads only the
+    device's type: a meta tensor stands in for a CUDA one); one image on the CPU keeps its
+    size's borders."""
+    from fcnxs.inference.border_reuse import _worth_windows
+
+    x = torch.randn(2, 3, 96, 128)
+    forward = BorderReuse(fcn8s_model)
+    with torch.inference_mode():
+        assert torch.allclose(forward(x), fcn8s_model(x), atol=1e-4)
+        assert forward.cache_info().sizes_kept == 0
+        forward(x[:1])
+    assert forward.cache_info().sizes_kept == 1
+    assert _worth_windows(x[:1], ceil=False)
+    assert not _worth_windows(torch.empty(1, 3, 96, 128, device="meta"), ceil=False)

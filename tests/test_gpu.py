@@ -38,6 +38,7 @@ def test_gpu_fp32_labels_are_the_cpus(fcn8s_model, on_gpu, rng):
     for height, width in ((375, 500), (97, 120), (500, 333)):
         image = random_image(rng, height, width)
         assert _agreement(gpu.labels(image), cpu.labels(image)) >= 0.999
+    assert gpu.cache_info().sizes_kept == 0  # border reuse is for CPUs: a GPU runs densely
 
 
 def test_batched_labels_are_one_at_a_times(on_gpu, rng):
