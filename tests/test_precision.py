@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -79,6 +81,26 @@ def test_gpu_arithmetic_sets_tf32_only_for_tf32_and_restores_everything(name):
     finally:
         cudnn.benchmark = before[1]
     assert (cudnn.allow_tf32, cudnn.benchmark, cudnn.deterministic, matmul.allow_tf32) == before
+
+
+def test_threads_take_turns_in_gpu_arithmetic():
+    """Flags are the process's: a second thread waits until the first has restored them."""
+    cuda, cudnn = torch.device("cuda"), torch.backends.cudnn
+    inside, seen = threading.Event(), []
+
+    def second():
+        inside.wait()
+        with precision.gpu_arithmetic("fp32", cuda):
+            seen.append(("second", cudnn.allow_tf32))
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with precision.gpu_arithmetic("tf32", cuda):
+        inside.set()
+        thread.join(timeout=0.3)  # it cannot get in while this one is inside
+        seen.append(("first", cudnn.allow_tf32))
+    thread.join()
+    assert seen == [("first", True), ("second", False)]
 
 
 def test_tf32_on_a_cpu_is_refused_before_anything_is_written(

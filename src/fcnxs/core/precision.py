@@ -15,6 +15,7 @@ on an H100, so fp32 turns that off during fcnxs's own calls and tf32 is asked fo
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import torch
 
@@ -29,6 +30,8 @@ PRECISIONS: dict[str, torch.dtype | None] = {
 """Precision names as the CLI takes them; None means no autocast (fp32 tensors, and for
 tf32 the GPU's TF32 tensor cores)."""
 GPU_ONLY = ("tf32",)
+_GPU_SETTINGS = threading.RLock()
+"""Held by `gpu_arithmetic` on CUDA: the flags are the process's, so threads take turns."""
 
 
 def check_precision(precision: str, device: torch.device) -> None:
@@ -53,25 +56,30 @@ def gpu_arithmetic(precision: str, device: torch.device, *, deterministic: bool 
     """On CUDA, for the calls inside: TF32 on for tf32 and off otherwise, cuDNN's autotuner
     off, and when ``deterministic`` its deterministic algorithms (an exact resume needs them).
     The autotuner took 33 GiB and 6 s for each new image size on an H100, for a gain under
-    10 %. Every global setting touched is restored on the way out; elsewhere nothing."""
+    10 %. Every global setting touched is restored on the way out; elsewhere nothing.
+
+    Threads take turns inside (the service's workers share one segmenter): two that set and
+    restored the flags in interleaved order would leave one computing in the other's
+    arithmetic. They share the card's one stream anyway."""
     if device.type != "cuda":
         yield
         return
-    matmul = torch.backends.cuda.matmul
-    kept = matmul.allow_tf32
-    tf32 = precision == "tf32"
-    cudnn = torch.backends.cudnn.flags(
-        enabled=torch.backends.cudnn.enabled,
-        benchmark=False,
-        deterministic=deterministic,
-        allow_tf32=tf32,
-    )
-    matmul.allow_tf32 = tf32
-    try:
-        with cudnn:
-            yield
-    finally:
-        matmul.allow_tf32 = kept
+    with _GPU_SETTINGS:
+        matmul = torch.backends.cuda.matmul
+        kept = matmul.allow_tf32
+        tf32 = precision == "tf32"
+        cudnn = torch.backends.cudnn.flags(
+            enabled=torch.backends.cudnn.enabled,
+            benchmark=False,
+            deterministic=deterministic,
+            allow_tf32=tf32,
+        )
+        matmul.allow_tf32 = tf32
+        try:
+            with cudnn:
+                yield
+        finally:
+            matmul.allow_tf32 = kept
 
 
 def native_on_cpu(dtype: torch.dtype) -> bool:
