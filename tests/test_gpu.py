@@ -5,6 +5,8 @@ resume on CUDA is in test_training.py.)"""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -22,8 +24,6 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def on_gpu(fcn8s_model) -> fcnxs.FCN:
     """The shared random FCN-8s, copied to the GPU (the CPU one stays where it is)."""
-    import copy
-
     return copy.deepcopy(fcn8s_model).cuda()
 
 

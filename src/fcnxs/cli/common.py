@@ -12,7 +12,7 @@ import torch
 from fcnxs.cli.options import CLASS_COUNT, NON_NEGATIVE, PROBABILITY, real
 from fcnxs.core.distributed import pick_device
 from fcnxs.core.errors import FcnxsError
-from fcnxs.core.precision import emulation_warning
+from fcnxs.core.precision import check_precision, emulation_warning
 from fcnxs.data.layouts import LAYOUTS, Dataset, open_dataset
 from fcnxs.formats.detect import detect_format
 from fcnxs.inference.segmenter import Segmenter
@@ -96,8 +96,10 @@ def open_model(args: argparse.Namespace) -> FCN:
 def open_segmenter(args: argparse.Namespace, **options) -> Segmenter:
     """``--model`` ready for images on ``--device`` in ``--precision``, saying on stderr when
     that precision will run emulated (slow) rather than quietly choosing another."""
+    device = pick_device(args.device)
+    check_precision(args.precision, device)  # before the model is read, not after
     # The command owns its model: it may move it, in the memory format oneDNN runs fastest.
-    model = open_model(args).to(pick_device(args.device), memory_format=torch.channels_last)
+    model = open_model(args).to(device, memory_format=torch.channels_last)
     segmenter = Segmenter(
         model, precision=args.precision, tile=args.tile, tta=tta_from(args), **options
     )

@@ -109,7 +109,10 @@ class TrainSettings:
             (self.batch_size >= 1, "`batch_size` must be at least 1"),
             (self.learning_rate > 0, "`lr` must be positive"),
             (self.loss_reduction in ("sum", "mean"), "`loss_reduction` is sum or mean"),
-            (self.precision in TRAINING_PRECISIONS, "`precision` is fp32, tf32 or bf16"),
+            (
+                self.precision in TRAINING_PRECISIONS,
+                f"`precision` is one of {', '.join(TRAINING_PRECISIONS)}",
+            ),
             (self.optimizer in ("sgd", "adam"), "`optimizer` is sgd or adam"),
             (0 <= self.momentum < 1, "`momentum` must be in [0, 1)"),
             (self.warmup >= 0, "`warmup` must be at least 0"),
