@@ -1,6 +1,7 @@
-"""Winograd F(4×4, 3×3) against oneDNN's direct convolution, layer by layer: which 3×3
-layers of FCN-8s it pays on, on this CPU (`fcnxs.inference.winograd` takes those with 256
-or more output channels, in fp32 only).
+"""Winograd against oneDNN's direct convolution, layer by layer: F(4×4, 3×3) on the 3×3
+layers of FCN-8s and F(2×2, 7×7) on fc6, which layers it pays on, on this CPU
+(`fcnxs.inference.winograd` takes the 3×3 layers with 256 or more output channels, and fc6,
+in fp32 only).
 
     .venv/bin/python benchmarks/winograd.py [--runs 5]
 
@@ -51,18 +52,20 @@ def main() -> None:
     with torch.inference_mode():
         for dtype in dtypes:
             for layer, (rows, cols, _) in zip(TRUNK, tile_plan(375, 500), strict=True):
-                if isinstance(layer, Conv) and layer.kernel == 3 and layer.pad == 1:
+                if isinstance(layer, Conv) and (layer.pad == 1 or layer.kernel == 7):
                     print(_row(layer, rows.hi - rows.lo, cols.hi - cols.lo, dtype, args.runs))
 
 
 def _row(layer: Conv, height: int, width: int, dtype: torch.dtype, runs: int) -> str:
-    conv = nn.Conv2d(layer.in_channels, layer.out_channels, 3)
-    nn.init.normal_(conv.weight, 0, (2 / (9 * layer.in_channels)) ** 0.5)
+    k = layer.kernel
+    conv = nn.Conv2d(layer.in_channels, layer.out_channels, k)
+    nn.init.normal_(conv.weight, 0, (2 / (k * k * layer.in_channels)) ** 0.5)
     nn.init.normal_(conv.bias, 0, 0.1)
-    x = torch.randn(1, layer.in_channels, height + 2, width + 2).relu().to(dtype)
+    x = torch.randn(1, layer.in_channels, height + k - 1, width + k - 1).relu().to(dtype)
     x = x.contiguous(memory_format=torch.channels_last)
     exact = F.relu(F.conv2d(x.double(), conv.weight.double(), conv.bias.double()))
-    direct, transformed = OneDNN(conv, x, 0), winograd.Winograd(conv, dtype)
+    transform = winograd.F4x4_3x3 if k == 3 else winograd.F2x2_7x7
+    direct, transformed = OneDNN(conv, x, 0), winograd.Winograd(conv, transform, dtype)
     t_direct = _time(lambda: direct.relu_conv(x, 0), runs)
     t_winograd = _time(lambda: transformed.relu_conv(x, 0), runs)
     return (
@@ -71,7 +74,7 @@ def _row(layer: Conv, height: int, width: int, dtype: torch.dtype, runs: int) ->
         f"{1000 * t_winograd:.1f} | {t_direct / t_winograd:.2f}× | "
         f"{_errors(direct.relu_conv(x, 0), exact)} | "
         f"{_errors(transformed.relu_conv(x, 0), exact)} | "
-        f"{'yes' if winograd.suits(conv, x) else 'no'} |"
+        f"{'yes' if winograd.transform_for(conv, x) else 'no'} |"
     )
 
 

@@ -40,7 +40,7 @@ from fcnxs.model.architecture import SKIP_POOLS, TRUNK, Conv
 from fcnxs.model.fcn import FCN
 
 MAX_CACHED_BYTES = 3 << 29
-"""What is kept: the packed weights (0.7 GB in fp32, shared by every size) and, per size
+"""What is kept: the packed weights (0.8 GB in fp32, shared by every size) and, per size
 seen, the frames its tiles read and the skip pools' borders (20 MB at 375×500 in fp32); the
 newest size is always kept."""
 MIN_SAVING = 0.15

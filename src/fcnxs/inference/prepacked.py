@@ -6,7 +6,7 @@ shape it will see when it picks the layout, but the layout serves every shape at
 speed with the same outputs (measured on fc6, conv1_2 and conv3_3 over several sizes, and
 with or without padding), so weights are packed once per (layer, dtype). ReLU is fused.
 On anything but a CPU with oneDNN, and in a format the CPU only emulates, the plain
-convolution runs. Wide 3×3 layers run by Winograd's algorithm instead, their filters
+convolution runs. Wide 3×3 layers and fc6 run by Winograd's algorithm instead, their filters
 transformed once (`fcnxs.inference.winograd`).
 """
 
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fcnxs.core import precision
-from fcnxs.inference.winograd import Winograd, suits
+from fcnxs.inference.winograd import Winograd, transform_for
 
 _pointwise = getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
 _reorder = torch._C._nn.mkldnn_reorder_conv2d_weight
@@ -59,7 +59,8 @@ class PackedConvs:
         with self._lock:
             packed = self._packed.get(key)
         if packed is None:
-            packed = Winograd(module, x.dtype) if suits(module, x) else OneDNN(module, x, padding)
+            transform = transform_for(module, x)
+            packed = Winograd(module, transform) if transform else OneDNN(module, x, padding)
             with self._lock:
                 self._packed[key] = packed
         return packed.relu_conv(x, padding)

@@ -1,129 +1,198 @@
-"""relu(conv3×3(x)) by Winograd's minimal filtering F(4×4, 3×3), for the wide layers.
+"""relu(conv(x)) by Winograd's minimal filtering, for the layers where it pays: F(4×4, 3×3)
+on the wide 3×3 layers, F(2×2, 7×7) on fc6.
 
 oneDNN's direct convolution already runs near the CPU's peak, so what is left is fewer
-multiplications: F(4×4, 3×3) computes a 4×4 block of outputs from a 6×6 input tile with
-36 products per channel pair instead of 144 (Lavin & Gray, "Fast Algorithms for
-Convolutional Neural Networks", 2016). The tiles' transforms are matrix products over the
-whole map, one per axis, and the 36 products one batched matrix product (MKL's, steady over
-every size, where oneDNN's 1×1 convolutions fell to a slow path below a hundred or so
-positions). On conv3–conv5 that is 1.5–2.3× faster than oneDNN's fp32 at 375×500; on
-conv1–conv2 (64–128 channels, large maps) the transforms cost more than the products save
-(docs/design.md §6). The price is rounding: about 1e-5 of the largest output per layer
-instead of 1e-6 (tested against the direct convolution, and end to end). bf16 products
-(``dtype``) are measured by `benchmarks/winograd.py` and not used: 1.7× faster than oneDNN's
-bf16 on the 512-channel layers, but with 11× its error per layer (F(4×4, 3×3)'s output
-transform multiplies rounding errors by up to 64).
+multiplications (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
+F(4×4, 3×3) computes a 4×4 block of outputs from a 6×6 input tile with 36 products per
+channel pair instead of 144, F(2×2, 7×7) a 2×2 block from an 8×8 tile with 64 instead of 196.
+The tiles' transforms are matrix products over the whole map, one per axis, and the products
+one matrix product per tile position. On conv3–conv5 that is 1.5–2.3× faster than oneDNN's
+fp32 at 375×500, on fc6 1.7–1.9× (docs/design.md §6); on conv1–conv2 (64–128 channels, large
+maps) the transforms cost more than the products save. The price is rounding: about 1e-5 of
+the largest output per layer instead of 1e-6 (tested against the direct convolution, and end
+to end). bf16 products (``dtype``) are measured by `benchmarks/winograd.py` and not used:
+1.7× faster than oneDNN's bf16 on the 512-channel layers, but with 11× its error per layer
+(F(4×4, 3×3)'s output transform multiplies rounding errors by up to 64).
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-MIN_OUT_CHANNELS = 256
-"""Layers at least this wide use Winograd (conv3_1 on); narrower ones lose to oneDNN."""
-TILE, OUT = 6, 4
-"""Input tile and output block of F(4×4, 3×3), along each axis."""
-BAND_BYTES = 8 << 20
-"""Tiles are transformed a band of rows at a time, each transform at most this large: a
-large input's would otherwise take several times its feature map, and bands that stay in
-the caches ran as fast or faster (measured with 4–32 MB and whole maps)."""
-
-# Bᵀ, G and Aᵀ for the points 0, ±1, ±2 and ∞ (Lavin & Gray 2016, and their wincnn tool):
-# Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A for a 3×3 filter g and a 6×6 tile d.
-_BT = torch.tensor(
-    [
-        [4, 0, -5, 0, 1, 0],
-        [0, -4, -4, 1, 1, 0],
-        [0, 4, -4, -1, 1, 0],
-        [0, -2, -1, 2, 1, 0],
-        [0, 2, -1, -2, 1, 0],
-        [0, 4, 0, -5, 0, 1],
-    ],
-    dtype=torch.float32,
-)
-_G = torch.tensor(
-    [
-        [1 / 4, 0, 0],
-        [-1 / 6, -1 / 6, -1 / 6],
-        [-1 / 6, 1 / 6, -1 / 6],
-        [1 / 24, 1 / 12, 1 / 6],
-        [1 / 24, -1 / 12, 1 / 6],
-        [0, 0, 1],
-    ],
-    dtype=torch.float64,
-)
-_AT = torch.tensor(
-    [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
-    dtype=torch.float32,
-)
-_GG = torch.kron(_G, _G).to(torch.float32)  # (36, 9): both axes of a filter, rounded once
+_PACK_BYTES = 64 << 20
+"""Filters are transformed this many bytes of the result at a time: fc6's whole transform
+(537 MB) next to its packed copy would add as much again to the peak for a moment."""
 
 
-def suits(module: nn.Conv2d, x: torch.Tensor) -> bool:
-    """Whether ``module`` on ``x`` runs this way: a plain 3×3 convolution of a wide layer,
-    in fp32."""
-    return (
+@dataclass(frozen=True)
+class Transform:
+    """F(out×out, kernel×kernel) at ``points`` and ∞, and the layers it is used on."""
+
+    out: int
+    kernel: int
+    points: tuple[float, ...]
+    min_out_channels: int
+    """Narrower layers lose to oneDNN's direct convolution (`benchmarks/winograd.py`)."""
+    band_bytes: int
+    """Tiles are transformed a band of rows at a time, each transform at most this large: a
+    large input's would otherwise take several times its feature map. Bands that stay in the
+    caches ran as fast or faster for the 3×3 layers (measured with 4–32 MB and whole maps).
+    fc6's products read 537 MB of filters per band, so its bands are larger, but no larger
+    than what the command's allocator keeps between images (`fcnxs.cli.allocator`)."""
+    packed_products: bool
+    """The products by oneDNN's inner product on filters packed once (2× MKL's batched
+    product at fc6's 4096 outputs, both on AVX-512 and AVX2 kernels), else by MKL's batched
+    product (steady over every size, and faster up to 512 outputs)."""
+
+    @property
+    def tile(self) -> int:
+        return self.out + self.kernel - 1
+
+    @functools.cached_property
+    def matrices(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Bᵀ (tile × tile), G ⊗ G (tile² × kernel², both axes of a filter at once) and Aᵀ
+        (out × tile), such that Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A for a filter g and a tile d.
+        Aᵀ evaluates the output block's polynomial at the points, G the filter's (over
+        Π_{j≠i}(pᵢ − pⱼ)), and row i of Bᵀ holds the coefficients of Π_{j≠i}(x − pⱼ); ∞ takes
+        the leading coefficients (the construction of Lavin & Gray's wincnn)."""
+        points = np.array(self.points, dtype=np.float64)
+        assert len(points) == self.tile - 1
+
+        def evaluate(degree: int) -> np.ndarray:  # one row per point, then ∞'s
+            return np.vstack([np.vander(points, degree, increasing=True), np.eye(degree)[-1]])
+
+        others = [np.delete(points, i) for i in range(len(points))]
+        scale = np.array([np.prod(p - rest) for p, rest in zip(points, others, strict=True)])
+        g = evaluate(self.kernel) / np.append(scale, 1)[:, None]
+        bt = np.vstack([np.append(np.poly(rest)[::-1], 0) for rest in others])
+        bt = np.vstack([bt, np.poly(points)[::-1]])
+        gg = np.kron(g, g)  # rounded once, from float64
+        return tuple(torch.from_numpy(m).float() for m in (bt, gg, evaluate(self.out).T))
+
+
+F4x4_3x3 = Transform(4, 3, (0, 1, -1, 2, -2), 256, 8 << 20, packed_products=False)
+F2x2_7x7 = Transform(2, 7, (0, 1, -1, 2, -2, 1 / 2, -1 / 2), 1024, 32 << 20, packed_products=True)
+TRANSFORMS = (F4x4_3x3, F2x2_7x7)
+
+
+def transform_for(module: nn.Conv2d, x: torch.Tensor) -> Transform | None:
+    """The transform ``module`` on ``x`` runs by, if any: a plain convolution of a layer
+    wide enough for its kernel size, in fp32."""
+    if not (
         x.dtype == torch.float32
-        and module.kernel_size == (3, 3)
         and module.stride == (1, 1)
         and module.dilation == (1, 1)
         and module.groups == 1
-        and module.out_channels >= MIN_OUT_CHANNELS
-    )
+    ):
+        return None
+    for transform in TRANSFORMS:
+        if (
+            module.kernel_size == (transform.kernel,) * 2
+            and module.out_channels >= transform.min_out_channels
+        ):
+            return transform
+    return None
 
 
 class Winograd:
-    """One layer's filters transformed once, (36, in, out) in the dtype the products run
-    in, and its bias."""
+    """One layer's filters transformed once, in the dtype the products run in, and its
+    bias: ``u``, (tile², in, out), for MKL, or ``packed``, one (out, in) matrix per tile
+    position packed for oneDNN."""
 
-    def __init__(self, module: nn.Conv2d, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, module: nn.Conv2d, transform: Transform, dtype: torch.dtype = torch.float32
+    ) -> None:
+        self.transform = transform
         weight = module.weight.detach().float()
-        out_channels, in_channels = weight.shape[:2]
-        # U[ab, c, o] = Σ_ij (G ⊗ G)[ab, ij] g[o, c, ij]: one matrix product
-        filters = weight.reshape(-1, 9).T.contiguous()  # (ij, o·c)
-        u = (_GG @ filters).view(TILE * TILE, out_channels, in_channels)
-        self.u = u.transpose(1, 2).to(dtype).contiguous()  # (36, in, out)
+        self.out_channels = weight.shape[0]
+        filters = weight.flatten(2).mT  # (o, ij, c): a view, channels-last or not
+        gg = transform.matrices[1]
+        positions = max(1, _PACK_BYTES // (weight.shape[0] * weight.shape[1] * 4))
+        u = []  # U[ab, o, c] = Σ_ij (G ⊗ G)[ab, ij] g[o, c, ij], a slice of positions at a time
+        for rows in gg.split(positions):
+            # (positions, o, c), each matrix contiguous: packing strided ones left the heap
+            # holding twice the packed bytes (measured)
+            for matrix in torch.matmul(rows, filters).transpose(0, 1).contiguous():
+                u.append(_pack_linear(matrix.to(dtype)) if transform.packed_products else matrix)
+        self.packed = u if transform.packed_products else []
+        self.u = None if transform.packed_products else torch.stack(u).mT.to(dtype).contiguous()
+        self.dtype = dtype
         self.bias = None if module.bias is None else module.bias.detach().float()
 
     @property
     def nbytes(self) -> int:
-        return self.u.numel() * self.u.element_size()
+        matrices = self.packed if self.u is None else [self.u]
+        return sum(u.numel() * u.element_size() for u in matrices)
 
     def relu_conv(self, x: torch.Tensor, padding: int) -> torch.Tensor:
         """relu(conv(x)) for an (N, C, H, W) ``x``, channels-last in and out, in its dtype."""
         n, c, h, w = x.shape
-        k = self.u.shape[-1]
-        out_h, out_w = h + 2 * padding - 2, w + 2 * padding - 2
-        tiles_h, tiles_w = -(-out_h // OUT), -(-out_w // OUT)
+        k, out, tile = self.out_channels, self.transform.out, self.transform.tile
+        reach = self.transform.kernel - 1
+        out_h, out_w = h + 2 * padding - reach, w + 2 * padding - reach
+        tiles_h, tiles_w = -(-out_h // out), -(-out_w // out)
         # zero rows and columns complete the last tiles; their outputs are cropped
-        extra_h = tiles_h * OUT + 2 - (h + 2 * padding)
-        extra_w = tiles_w * OUT + 2 - (w + 2 * padding)
+        extra_h = tiles_h * out + reach - (h + 2 * padding)
+        extra_w = tiles_w * out + reach - (w + 2 * padding)
         x = F.pad(x, (padding, padding + extra_w, padding, padding + extra_h))
         x = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)  # N H W C
-        tiles = x.unfold(1, TILE, OUT).unfold(2, TILE, OUT)  # N th tw C 6 6, a view
-        out = x.new_empty((n, out_h, out_w, k))
-        band = max(1, BAND_BYTES // (TILE * TILE * tiles_w * max(c, k) * 4))
+        tiles = x.unfold(1, tile, out).unfold(2, tile, out)  # N th tw C tile tile, a view
+        result = x.new_empty((n, out_h, out_w, k))
+        band = max(1, self.transform.band_bytes // (tile * tile * tiles_w * max(c, k) * 4))
         for image in range(n):
             for top in range(0, tiles_h, band):
-                rows = slice(top * OUT, min(top + band, tiles_h) * OUT)
+                rows = slice(top * out, min(top + band, tiles_h) * out)
                 blocks = self._blocks(tiles[image, top : top + band])
-                target = out[image, rows]
+                target = result[image, rows]
                 target.copy_(blocks[: target.shape[0], :out_w])
         if self.bias is not None:
-            out.add_(self.bias)
-        return out.relu_().permute(0, 3, 1, 2)  # (N, out, H', W'), channels-last
+            result.add_(self.bias)
+        return result.relu_().permute(0, 3, 1, 2)  # (N, out, H', W'), channels-last
 
     def _blocks(self, tiles: torch.Tensor) -> torch.Tensor:
-        """The 4×4 output blocks, in fp32, of (rows, columns, C, 6, 6) tiles, laid out as
-        (4·rows, 4·columns, out)."""
+        """The output blocks, in fp32, of (rows, columns, C, tile, tile) tiles, laid out as
+        (out·rows, out·columns, out channels). The products are taken as many rows of tile
+        positions at a time as fit in the band's bytes, and added up as they come: all of a
+        tile's products at fc6 would be 50 MB (at 375×500), above what the command's
+        allocator keeps between images, so faulted in again on every call."""
+        bt, _, at = self.transform.matrices
+        out, tile = self.transform.out, self.transform.tile
         rows, columns, c = tiles.shape[:3]
-        d = tiles.new_empty((TILE, TILE, rows, columns, c), dtype=torch.float32)
+        d = tiles.new_empty((tile, tile, rows, columns, c), dtype=torch.float32)
         d.copy_(tiles.permute(3, 4, 0, 1, 2))  # one pass: gathered, and in fp32
-        v = torch.matmul(_BT, d.view(TILE, -1)).view(TILE, TILE, -1)  # Bᵀ along rows
-        v = torch.matmul(_BT, v).to(self.u.dtype)  # along columns, batched over the rows
-        m = torch.bmm(v.view(TILE * TILE, rows * columns, c), self.u).float()  # (36, ·, out)
-        y = torch.matmul(_AT, m.view(TILE, -1)).view(OUT, TILE, -1)  # Aᵀ along rows
-        y = torch.matmul(_AT, y).view(OUT, OUT, rows, columns, -1)  # and along columns
-        return y.permute(2, 0, 3, 1, 4).reshape(rows * OUT, columns * OUT, -1)
+        v = torch.matmul(bt, d.view(tile, -1)).view(tile, tile, -1)  # Bᵀ along rows
+        v = torch.matmul(bt, v).to(self.dtype).view(tile * tile, rows * columns, c)
+        row_bytes = tile * rows * columns * self.out_channels * 4
+        step = max(1, self.transform.band_bytes // row_bytes)
+        y = None
+        for first in range(0, tile, step):  # Y = Σᵢ Aᵀ[:, i] ⊗ (Aᵀ Mᵢ), Mᵢ row i's products
+            i = slice(first, min(first + step, tile))
+            m = self._products(v, slice(i.start * tile, i.stop * tile)).float()
+            along_columns = torch.matmul(at, m.view(-1, tile, m[0].numel()))  # (i, out, ·)
+            part = torch.matmul(at[:, i], along_columns.view(i.stop - i.start, -1))
+            y = part if y is None else y.add_(part)
+        y = y.view(out, out, rows, columns, -1)
+        return y.permute(2, 0, 3, 1, 4).reshape(rows * out, columns * out, -1)
+
+    def _products(self, v: torch.Tensor, positions: slice) -> torch.Tensor:
+        """The transformed tiles ``v`` (tile², P, C) times the transformed filters, at
+        ``positions``: (positions, P, out)."""
+        if self.u is None:
+            products = zip(v[positions], self.packed[positions], strict=True)
+            return torch.stack([_linear(vj, u, None, "none", [], "") for vj, u in products])
+        return torch.bmm(v[positions], self.u[positions])
+
+
+_linear = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+
+
+def _pack_linear(matrix: torch.Tensor) -> torch.Tensor:
+    """An (out, in) matrix in the blocked layout oneDNN's inner product picks (for a few
+    dozen rows; it serves any number at the same speed)."""
+    return torch.ops.mkldnn._reorder_linear_weight(matrix.contiguous(), 64)
