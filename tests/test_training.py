@@ -177,7 +177,12 @@ def test_train_usage_errors(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path), "--split", "x"]) == 2
     assert "train needs --arch and --out" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path)]) == 2
-    assert "run.json: no run settings" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "run.json: no run settings" in err and err.count("run.json") == 1  # named once
+    (tmp_path / "run.json").write_text("[1, 2]")
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "run.json: not a run settings file" in err and err.count("run.json") == 1
 
 
 def test_a_diverging_loss_stops_the_run_with_the_likely_fix(tmp_path):

@@ -89,8 +89,9 @@ class TrainSettings:
         """The settings a run folder's run.json records, checked: a hand-edited or foreign
         file is one line naming it, not a traceback."""
         path = run_dir / RUN_SETTINGS
+        raw = read_settings(run_dir)  # its errors name the file already
         try:
-            settings = cls.from_dict(read_settings(run_dir))
+            settings = cls.from_dict(raw)
             settings.validate()
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise file_error(path, f"holds settings fcnxs cannot use ({exc})") from None
