@@ -60,6 +60,7 @@ def test_intermediate_shapes_at_375x500():
     }  # fmt: skip
 
 
+@pytest.mark.slow  # builds several full-size segmenters, each packing its weights
 def test_real_forward_on_odd_and_tiny_sizes(fcn8s_model, rng):
     for h, w in [(187, 251), (31, 17), (5, 5)]:
         labels, scores = fcnxs.segment(fcn8s_model, random_image(rng, h, w), return_scores=True)

@@ -247,6 +247,7 @@ def test_labels_are_the_argmax_of_the_scores_batched_or_not(fcn8s_model, rng):
     assert all(np.array_equal(a, b) for a, b in zip(batched, one_by_one, strict=True))
 
 
+@pytest.mark.slow  # builds several full-size segmenters, each packing its weights
 def test_segment_in_batches_writes_what_one_at_a_time_writes(tmp_path, model_file, rng):
     folder = tmp_path / "in"
     folder.mkdir()

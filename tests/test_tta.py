@@ -34,6 +34,7 @@ def _smooth_image(rng, h, w):
     return np.asarray(Image.fromarray(small).resize((w, h), Image.BILINEAR))
 
 
+@pytest.mark.slow  # builds several full-size segmenters, each packing its weights
 def test_flip_on_a_mirror_symmetric_image_gives_mirrored_labels(varied_model, rng):
     half = _smooth_image(rng, 96, 64)
     image = np.concatenate([half, half[:, ::-1]], axis=1)  # left-right symmetric
@@ -52,6 +53,7 @@ def test_flip_averaging_commutes_with_mirroring_any_image(varied_model, rng):
     torch.testing.assert_close(mirrored, segmenter.scores(image).flip(-1), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow  # builds several full-size segmenters, each packing its weights
 def test_scale_1_alone_is_no_tta_exactly(varied_model, rng):
     image = _smooth_image(rng, 70, 90)
     plain = Segmenter(varied_model, tile=None)
