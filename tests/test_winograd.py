@@ -147,7 +147,7 @@ def test_packed_convolutions_pick_their_algorithm_and_slice_large_weights(monkey
     the slice size is packed in slices of output channels, and filters are transformed a
     few tile positions at a time: all give the direct convolution."""
     monkeypatch.setattr(prepacked, "SLICE_BYTES", 20_000)  # 128→96 3×3: 4.6 KB per channel
-    monkeypatch.setattr(winograd, "_PACK_BYTES", 1 << 20)  # 7×7 128→1024: 2 positions at once
+    monkeypatch.setattr(winograd, "_PACK_BYTES", 7 << 18)  # 3 (7×7) or 14 (3×3) at once, and a rest
     packed = PackedConvs()
     x = torch.randn(1, 128, 20, 23, generator=torch.Generator().manual_seed(2)).relu()
     with torch.inference_mode():
