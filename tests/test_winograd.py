@@ -141,6 +141,14 @@ def test_winograd_takes_wide_plain_3x3_layers_and_fc6_in_fp32():
     assert transform_for(_conv(512, 512), x.half()) is None
 
 
+def test_without_onednns_inner_product_fc6_is_left_to_the_direct_convolution(monkeypatch):
+    """A PyTorch build without it keeps fc6 on oneDNN's convolution, not on a missing op."""
+    x = torch.zeros(1, 8, 8, 8)
+    monkeypatch.setattr(winograd, "_linear", None)
+    assert transform_for(nn.Conv2d(512, 4096, 7), x) is None
+    assert transform_for(_conv(128, 256), x) is F4x4_3x3  # MKL's products need no oneDNN
+
+
 @needs_onednn
 def test_packed_convolutions_pick_their_algorithm_and_slice_large_weights(monkeypatch):
     """A wide 3×3 layer and fc6's shape run by Winograd, a narrow one on oneDNN, a weight over

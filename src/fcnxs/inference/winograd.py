@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+_linear = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+"""oneDNN's inner product, on matrices packed once; absent from some PyTorch builds."""
 _PACK_BYTES = 64 << 20
 """Filters are transformed this many bytes of the result at a time: fc6's whole transform
 (537 MB) next to its packed copy would add as much again to the peak for a moment."""
@@ -83,7 +85,8 @@ TRANSFORMS = (F4x4_3x3, F2x2_7x7)
 
 def transform_for(module: nn.Conv2d, x: torch.Tensor) -> Transform | None:
     """The transform ``module`` on ``x`` runs by, if any: a plain convolution of a layer
-    wide enough for its kernel size, in fp32."""
+    wide enough for its kernel size, in fp32, and for fc6's only where this PyTorch has
+    oneDNN's inner product (else oneDNN's direct convolution takes it)."""
     if not (
         x.dtype == torch.float32
         and module.stride == (1, 1)
@@ -95,6 +98,7 @@ def transform_for(module: nn.Conv2d, x: torch.Tensor) -> Transform | None:
         if (
             module.kernel_size == (transform.kernel,) * 2
             and module.out_channels >= transform.min_out_channels
+            and (_linear is not None or not transform.packed_products)
         ):
             return transform
     return None
@@ -198,9 +202,6 @@ class Winograd:
             products = zip(v[positions], self.packed[positions], strict=True)
             return torch.stack([_linear(vj, u, None, "none", [], "") for vj, u in products])
         return torch.bmm(v[positions], self.u[positions])
-
-
-_linear = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
 
 
 def _pack_linear(matrix: torch.Tensor) -> torch.Tensor:
