@@ -235,6 +235,18 @@ def test_python_api_takes_arrays_images_and_paths(tmp_path, fcn8s_model, rng):
     assert isinstance(results[1][1], fcnxs.FcnxsError) and "b.png" in str(results[1][1])
 
 
+def test_a_model_loaded_under_inference_mode_segments_as_any_other(model_file, fcn8s_model, rng):
+    """Its parameters have no version counter, which the caches read to see a change."""
+    rgb = _rgb(rng, 25, 35)
+    with torch.inference_mode():
+        model = fcnxs.load_model(model_file)
+        labels, scores = fcnxs.segment(model, rgb, return_scores=True)
+        assert np.array_equal(Segmenter(model).labels(rgb), labels)
+    expected_labels, expected_scores = fcnxs.segment(fcn8s_model, rgb, return_scores=True)
+    assert np.array_equal(labels, expected_labels)
+    np.testing.assert_allclose(scores, expected_scores, rtol=0, atol=1e-4 * np.abs(scores).max())
+
+
 @pytest.mark.slow
 def test_labels_are_the_argmax_of_the_scores_batched_or_not(fcn8s_model, rng):
     segmenter = Segmenter(fcn8s_model, tile=64)

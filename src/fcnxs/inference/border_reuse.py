@@ -295,8 +295,10 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 def _key(model: FCN, x: torch.Tensor) -> tuple:
-    # A parameter changed in place (an optimiser step, a load) bumps its version.
-    versions = tuple(p._version for p in model.parameters())
+    # A parameter changed in place (an optimiser step, a load) bumps its version. One made
+    # under torch.inference_mode() has none, and counts as never changed (it can be changed
+    # in place under inference mode only).
+    versions = tuple(-1 if p.is_inference() else p._version for p in model.parameters())
     return (tuple(x.shape), x.device, _compute_dtype(x), versions)
 
 
