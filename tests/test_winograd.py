@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnxs.inference import prepacked, winograd
+from fcnxs.inference import onednn, prepacked, winograd
 from fcnxs.inference.prepacked import PackedConvs
 from fcnxs.inference.winograd import F2x2_7x7, F4x4_3x3, Winograd, transform_for
 
@@ -31,7 +31,7 @@ def _direct(conv: nn.Conv2d, x: torch.Tensor, padding: int) -> torch.Tensor:
 
 
 needs_onednn = pytest.mark.skipif(
-    not prepacked.available(torch.zeros(1)), reason="oneDNN is not available in this PyTorch build"
+    not onednn.available(torch.zeros(1)), reason="oneDNN is not available in this PyTorch build"
 )
 
 
@@ -141,34 +141,59 @@ def test_winograd_takes_wide_plain_3x3_layers_and_fc6_in_fp32():
     assert transform_for(_conv(512, 512), x.half()) is None
 
 
-def test_without_onednns_inner_product_fc6_is_left_to_the_direct_convolution(monkeypatch):
-    """A PyTorch build without it keeps fc6 on oneDNN's convolution, not on a missing op."""
+def test_without_onednns_inner_product_fc6_and_fc7_are_left_to_the_direct_convolution(
+    monkeypatch,
+):
+    """A PyTorch build without it keeps fc6 and 1×1 layers on oneDNN's convolution, not on
+    a missing op."""
     x = torch.zeros(1, 8, 8, 8)
-    monkeypatch.setattr(winograd, "_linear", None)
+    monkeypatch.setattr(onednn, "inner_product", None)
     assert transform_for(nn.Conv2d(512, 4096, 7), x) is None
     assert transform_for(_conv(128, 256), x) is F4x4_3x3  # MKL's products need no oneDNN
+    assert isinstance(prepacked._packed(nn.Conv2d(8, 16, 1), x, 0), prepacked.OneDNN)
 
 
 @needs_onednn
 def test_packed_convolutions_pick_their_algorithm_and_slice_large_weights(monkeypatch):
-    """A wide 3×3 layer and fc6's shape run by Winograd, a narrow one on oneDNN, a weight over
-    the slice size is packed in slices of output channels, and filters are transformed a
-    few tile positions at a time: all give the direct convolution."""
+    """A wide 3×3 layer and fc6's shape run by Winograd, a narrow one on oneDNN, a 1×1 one
+    by oneDNN's inner product, a weight over the slice size is packed in slices of output
+    channels, and filters are transformed a few tile positions at a time: all give the
+    direct convolution."""
     monkeypatch.setattr(prepacked, "SLICE_BYTES", 20_000)  # 128→96 3×3: 4.6 KB per channel
     monkeypatch.setattr(winograd, "_PACK_BYTES", 7 << 18)  # 3 (7×7) or 14 (3×3) at once, and a rest
     packed = PackedConvs()
     x = torch.randn(1, 128, 20, 23, generator=torch.Generator().manual_seed(2)).relu()
     with torch.inference_mode():
-        for conv in (_conv(128, 256), _conv(128, 96), _conv(128, 1024, kernel=7)):
+        for conv in (_conv(128, 256), _conv(128, 96), _conv(128, 1024, 7), _conv(128, 64, 1)):
             for padding in (0, 1):
                 got = packed.relu_conv(conv, x, padding)
                 expected = _direct(conv, x, padding)
                 assert (got - expected).abs().max() <= 3e-5 * expected.abs().max()
     kinds = sorted(type(p).__name__ for p in packed._packed.values())
-    assert kinds == ["OneDNN", "Winograd", "Winograd"]
-    sliced = next(p for p in packed._packed.values() if not isinstance(p, Winograd))
+    assert kinds == ["InnerProduct", "OneDNN", "Winograd", "Winograd"]
+    sliced = next(p for p in packed._packed.values() if isinstance(p, prepacked.OneDNN))
     assert [w.size(0) for w, _ in sliced.slices] == [4] * 24  # 18.4 KB each
     fc6 = next(p for p in packed._packed.values() if getattr(p, "transform", 0) is F2x2_7x7)
     assert len(fc6.packed) == 64 and fc6.u is None  # products by oneDNN's inner product
     weights = 128 * 96 * 9 * 4 + 36 * 128 * 256 * 4  # oneDNN's copy; U, 4× the 3×3 filters
+    weights += 128 * 64 * 4  # the inner product's copy
     assert packed.nbytes == weights + 64 * 128 * 1024 * 4  # and 64/49 of the 7×7 ones
+
+
+@needs_onednn
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_1x1_layer_by_the_inner_product_is_the_convolution_in_every_native_format(dtype):
+    """Channels-last in and out, padded or not, as fc7 runs in fp32 and bf16."""
+    x = torch.randn(2, 64, 7, 9, generator=torch.Generator().manual_seed(4)).to(dtype)
+    if not onednn.available(x):
+        pytest.skip(f"this CPU computes {dtype} only by emulation")
+    conv = _conv(64, 48, kernel=1)
+    with torch.inference_mode():
+        for padding in (0, 1):
+            got = PackedConvs().relu_conv(
+                conv, x.contiguous(memory_format=torch.channels_last), padding
+            )
+            assert got.is_contiguous(memory_format=torch.channels_last) and got.dtype == dtype
+            expected = _direct(conv, x.float(), padding)
+            tolerance = 3e-5 if dtype == torch.float32 else 2e-2
+            assert (got.double() - expected).abs().max() <= tolerance * expected.abs().max()

@@ -7,7 +7,7 @@ speed with the same outputs (measured on fc6, conv1_2 and conv3_3 over several s
 with or without padding), so weights are packed once per (layer, dtype). ReLU is fused.
 On anything but a CPU with oneDNN, and in a format the CPU only emulates, the plain
 convolution runs. Wide 3×3 layers and fc6 run by Winograd's algorithm instead, their filters
-transformed once (`fcnxs.inference.winograd`).
+transformed once (`fcnxs.inference.winograd`), and 1×1 layers (fc7) by oneDNN's inner product.
 """
 
 from __future__ import annotations
@@ -18,25 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnxs.core import precision
+from fcnxs.inference import onednn
 from fcnxs.inference.winograd import Winograd, transform_for
 
-_pointwise = getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
-_reorder = torch._C._nn.mkldnn_reorder_conv2d_weight
 SLICE_BYTES = 64 << 20
 """Packing copies a weight twice over (to oneDNN, then into its layout): fc6's 411 MB in one
 piece would add 0.8 GB to the peak for a moment. Slices of output channels run at the same
 speed (measured: fc6 in 1, 2, 4 or 8 slices within 3 %)."""
-
-
-def available(x: torch.Tensor) -> bool:
-    """Whether oneDNN can take ``x`` (a CPU tensor in a format this CPU computes natively)."""
-    return (
-        x.device.type == "cpu"
-        and torch.backends.mkldnn.is_available()
-        and _pointwise is not None
-        and precision.native_on_cpu(x.dtype)
-    )
 
 
 class PackedConvs:
@@ -51,7 +39,7 @@ class PackedConvs:
         return sum(packed.nbytes for packed in self._packed.values())
 
     def relu_conv(self, module: nn.Conv2d, x: torch.Tensor, padding: int) -> torch.Tensor:
-        if not available(x):
+        if not onednn.available(x):
             return F.relu(
                 F.conv2d(x, module.weight.to(x.dtype), _cast(module.bias, x), padding=padding)
             )
@@ -59,11 +47,20 @@ class PackedConvs:
         with self._lock:
             packed = self._packed.get(key)
         if packed is None:
-            transform = transform_for(module, x)
-            packed = Winograd(module, transform) if transform else OneDNN(module, x, padding)
+            packed = _packed(module, x, padding)
             with self._lock:
                 self._packed[key] = packed
         return packed.relu_conv(x, padding)
+
+
+def _packed(module: nn.Conv2d, x: torch.Tensor, padding: int) -> Winograd | InnerProduct | OneDNN:
+    """``module`` packed for the fastest of the algorithms that can run it on ``x``."""
+    transform = transform_for(module, x)
+    if transform is not None:
+        return Winograd(module, transform)
+    if InnerProduct.suits(module):
+        return InnerProduct(module, x)
+    return OneDNN(module, x, padding)
 
 
 class OneDNN:
@@ -78,7 +75,7 @@ class OneDNN:
         biases = [None] * len(weights) if bias is None else bias.split(rows)
         shape = list(x.shape)
         self.slices = [
-            (_reorder(w.contiguous().to_mkldnn(), [padding] * 2, [1, 1], [1, 1], 1, shape), b)
+            (onednn.pack_convolution(w, padding, shape), b)
             for w, b in zip(weights, biases, strict=True)
         ]
 
@@ -89,8 +86,43 @@ class OneDNN:
     def relu_conv(self, x: torch.Tensor, padding: int) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
         pad, one = [padding] * 2, [1, 1]
-        outs = [_pointwise(x, w, b, pad, one, one, 1, "relu", [], "") for w, b in self.slices]
+        convolution = onednn.convolution
+        outs = [convolution(x, w, b, pad, one, one, 1, "relu", [], "") for w, b in self.slices]
         return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
+
+
+class InnerProduct:
+    """A 1×1 convolution (fc7) as oneDNN's inner product on its weight packed once: a
+    channels-last map is already the matrix of its positions' channels. With AVX2 kernels
+    oneDNN's 1×1 convolution of 4096 channels is 3× slower than its inner product (fc7 at
+    375×500: 96 ms against 29; at 600×800: 310 against 114), with AVX-512 as fast (26 ms
+    against 26; docs/design.md §6)."""
+
+    @staticmethod
+    def suits(module: nn.Conv2d) -> bool:
+        return (
+            onednn.inner_product is not None
+            and module.kernel_size == (1, 1)
+            and module.stride == (1, 1)
+            and module.groups == 1
+        )
+
+    def __init__(self, module: nn.Conv2d, x: torch.Tensor) -> None:
+        self.weight = onednn.pack_inner_product(module.weight.detach().to(x.dtype).flatten(1))
+        self.bias = _cast(module.bias, x)
+
+    @property
+    def nbytes(self) -> int:
+        return self.weight.element_size() * self.weight.numel()
+
+    def relu_conv(self, x: torch.Tensor, padding: int) -> torch.Tensor:
+        """relu(conv(x)), channels-last in and out: zero padding is the same 1×1 convolution
+        of a padded input."""
+        x = F.pad(x, [padding] * 4).contiguous(memory_format=torch.channels_last)
+        n, c, h, w = x.shape
+        rows = x.permute(0, 2, 3, 1).reshape(-1, c)  # a view
+        y = onednn.inner_product(rows, self.weight, self.bias, "relu", [], "")
+        return y.view(n, h, w, -1).permute(0, 3, 1, 2)
 
 
 def _cast(bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:

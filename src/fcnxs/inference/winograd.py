@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_linear = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
-"""oneDNN's inner product, on matrices packed once; absent from some PyTorch builds."""
+from fcnxs.inference import onednn
+
 _PACK_BYTES = 64 << 20
 """Filters are transformed this many bytes of the result at a time: fc6's whole transform
 (537 MB) next to its packed copy would add as much again to the peak for a moment."""
@@ -98,7 +98,7 @@ def transform_for(module: nn.Conv2d, x: torch.Tensor) -> Transform | None:
         if (
             module.kernel_size == (transform.kernel,) * 2
             and module.out_channels >= transform.min_out_channels
-            and (_linear is not None or not transform.packed_products)
+            and (onednn.inner_product is not None or not transform.packed_products)
         ):
             return transform
     return None
@@ -132,7 +132,7 @@ class Winograd:
             matrices = by_position[: product.numel()].view(len(rows), o, c)
             for matrix in matrices.copy_(product.transpose(0, 1)):
                 if transform.packed_products:
-                    u.append(_pack_linear(matrix.to(dtype)))
+                    u.append(onednn.pack_inner_product(matrix.to(dtype)))
                 else:
                     u.append(matrix.clone())
         self.packed = u if transform.packed_products else []
@@ -200,11 +200,6 @@ class Winograd:
         ``positions``: (positions, P, out)."""
         if self.u is None:
             products = zip(v[positions], self.packed[positions], strict=True)
-            return torch.stack([_linear(vj, u, None, "none", [], "") for vj, u in products])
+            inner_product = onednn.inner_product
+            return torch.stack([inner_product(vj, u, None, "none", [], "") for vj, u in products])
         return torch.bmm(v[positions], self.u[positions])
-
-
-def _pack_linear(matrix: torch.Tensor) -> torch.Tensor:
-    """An (out, in) matrix in the blocked layout oneDNN's inner product picks (for a few
-    dozen rows; it serves any number at the same speed)."""
-    return torch.ops.mkldnn._reorder_linear_weight(matrix.contiguous(), 64)
