@@ -118,7 +118,9 @@ class InnerProduct:
     def relu_conv(self, x: torch.Tensor, padding: int) -> torch.Tensor:
         """relu(conv(x)), channels-last in and out: zero padding is the same 1×1 convolution
         of a padded input."""
-        x = F.pad(x, [padding] * 4).contiguous(memory_format=torch.channels_last)
+        if padding:
+            x = F.pad(x, [padding] * 4)
+        x = x.contiguous(memory_format=torch.channels_last)
         n, c, h, w = x.shape
         rows = x.permute(0, 2, 3, 1).reshape(-1, c)  # a view
         y = onednn.inner_product(rows, self.weight, self.bias, "relu", [], "")
