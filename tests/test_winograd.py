@@ -150,7 +150,7 @@ def test_without_onednns_inner_product_fc6_and_fc7_are_left_to_the_direct_convol
     monkeypatch.setattr(onednn, "inner_product", None)
     assert transform_for(nn.Conv2d(512, 4096, 7), x) is None
     assert transform_for(_conv(128, 256), x) is F4x4_3x3  # MKL's products need no oneDNN
-    assert isinstance(prepacked._packed(nn.Conv2d(8, 16, 1), x, 0), prepacked.OneDNN)
+    assert isinstance(prepacked._pack(nn.Conv2d(8, 16, 1), x, 0), prepacked.OneDNN)
 
 
 @needs_onednn

@@ -47,13 +47,13 @@ class PackedConvs:
         with self._lock:
             packed = self._packed.get(key)
         if packed is None:
-            packed = _packed(module, x, padding)
+            packed = _pack(module, x, padding)
             with self._lock:
                 self._packed[key] = packed
         return packed.relu_conv(x, padding)
 
 
-def _packed(module: nn.Conv2d, x: torch.Tensor, padding: int) -> Winograd | InnerProduct | OneDNN:
+def _pack(module: nn.Conv2d, x: torch.Tensor, padding: int) -> Winograd | InnerProduct | OneDNN:
     """``module`` packed for the fastest of the algorithms that can run it on ``x``."""
     transform = transform_for(module, x)
     if transform is not None:
