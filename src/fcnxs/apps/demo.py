@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from fcnxs.apps.html_report import write_demo_report
@@ -28,20 +29,51 @@ from fcnxs.core.atomic import save_figure, save_image, write_text
 from fcnxs.core.distributed import Context, pick_device
 from fcnxs.core.errors import file_error
 from fcnxs.core.precision import check_precision, fast_precision
-from fcnxs.data.dataset import load_pair
+from fcnxs.data.dataset import read_truth
 from fcnxs.data.images import label_image
-from fcnxs.data.layouts import open_dataset
+from fcnxs.data.layouts import Dataset, open_dataset
 from fcnxs.data.synth import write_synthetic_voc
 from fcnxs.evaluation.evaluate import evaluate_model
 from fcnxs.evaluation.report import report_dict
+from fcnxs.inference.file_pipeline import segment_files
 from fcnxs.inference.outputs import overlay_image, write_overlay
 from fcnxs.inference.segmenter import Segmenter
+from fcnxs.model.config import ModelConfig
 from fcnxs.model.loading import load_model
 from fcnxs.training.checkpoints import BEST, METRICS
 from fcnxs.training.pipeline import STAGES, run_pipeline
 from fcnxs.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
+
+
+class _Pictures:
+    """The pipeline's sink for the report's pictures of a held-out sample (its index): the
+    input, the truth, the prediction and the overlay."""
+
+    def __init__(self, out: Path, dataset: Dataset, config: ModelConfig) -> None:
+        self.out, self.dataset, self.config = out, dataset, config
+
+    def names(self, index: int) -> dict[str, str]:
+        stem = f"images/{self.dataset.samples[index].id}"
+        names = {k: f"{stem}_{k}.png" for k in ("input", "truth", "prediction")}
+        return names | {"overlay": f"{stem}_overlay.jpg"}
+
+    def scores(self, index: int, shape: tuple[int, int, int]) -> None:
+        return None
+
+    def write(self, index: int, rgb: np.ndarray, labels: np.ndarray) -> None:
+        out, config, names = self.out, self.config, self.names(index)
+        truth = read_truth(self.dataset, index, labels.shape)
+        save_image(Image.fromarray(rgb), out / names["input"], "PNG")
+        save_image(label_image(truth, self.dataset.classes.colors), out / names["truth"], "PNG")
+        save_image(label_image(labels, config.colors), out / names["prediction"], "PNG")
+        picture = overlay_image(rgb, labels, config.colors, config.class_names)
+        write_overlay(picture, out / names["overlay"])
+
+    def discard(self, index: int) -> None:
+        for name in self.names(index).values():
+            (self.out / name).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -170,22 +202,18 @@ def run_demo(out: Path, recipe: DemoRecipe = DemoRecipe()) -> dict:
     images = out / "images"
     images.mkdir(parents=True)
     segmenter = Segmenter(load_model(runs / "fcn8s" / BEST, device=context.device), tile=None)
-    config = segmenter.model.config
-    samples = []
-    for index in range(min(recipe.show, len(heldout))):
-        sample = heldout.samples[index]
-        rgb, truth = load_pair(heldout, index)
-        prediction = segmenter.labels(rgb)
-        names = {k: f"images/{sample.id}_{k}.png" for k in ("input", "truth", "prediction")}
-        names["overlay"] = f"images/{sample.id}_overlay.jpg"
-        save_image(Image.fromarray(rgb), out / names["input"], "PNG")
-        save_image(label_image(truth, heldout.classes.colors), out / names["truth"], "PNG")
-        save_image(label_image(prediction, config.colors), out / names["prediction"], "PNG")
-        write_overlay(
-            overlay_image(rgb, prediction, config.colors, config.class_names),
-            out / names["overlay"],
-        )
-        samples.append(names)
+    shown = range(min(recipe.show, len(heldout)))
+    pictures = _Pictures(out, heldout, segmenter.model.config)
+    summary = segment_files(
+        segmenter,
+        shown,
+        pictures,
+        read=lambda index: heldout.samples[index].image,
+        desc="demo: pictures",
+    )
+    if summary.failures:
+        raise summary.failures[0][1]
+    samples = [pictures.names(index) for index in shown]
     _curves(runs, out / "curves.png")
     elapsed = time.monotonic() - start
     final = stage_reports["fcn8s"]["mean_iou"]

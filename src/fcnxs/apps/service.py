@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException
 
 from fcnxs.core.errors import FcnxsError
 from fcnxs.data.images import TooManyPixels, decode_image, label_image
+from fcnxs.inference.file_pipeline import segment_all
 from fcnxs.inference.outputs import overlay_image
 from fcnxs.inference.segmenter import Segmenter
 
@@ -160,14 +161,15 @@ def create_app(segmenter: Segmenter, limits: Limits | None = None) -> FastAPI:
         if not upload.file.read(1):
             raise HTTPException(400, f"{name}: empty upload (the file has no bytes)")
         upload.file.seek(0)
-        try:
-            image = decode_image(upload.file, name, limits.max_pixels, "the server's --max-pixels")
-            rgb = segmenter.load(image)
-            labels = segmenter.labels(rgb)
-        except TooManyPixels as exc:
-            raise HTTPException(413, str(exc)) from None
-        except FcnxsError as exc:
-            raise HTTPException(400, str(exc)) from None
+        limit = "the server's --max-pixels"
+        (outcome,) = segment_all(
+            segmenter,
+            [upload.file],
+            read=lambda file: decode_image(file, name, limits.max_pixels, limit),
+        )
+        if isinstance(outcome, FcnxsError):
+            raise HTTPException(413 if isinstance(outcome, TooManyPixels) else 400, str(outcome))
+        rgb, labels = outcome
         if format == "png":
             return Response(_png(label_image(labels, config.colors)), media_type="image/png")
         body = {

@@ -9,12 +9,13 @@ from typing import TextIO
 
 import torch
 
-from fcnxs.cli.options import CLASS_COUNT, NON_NEGATIVE, PROBABILITY, real
+from fcnxs.cli.options import CLASS_COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, real
 from fcnxs.core.distributed import pick_device
 from fcnxs.core.errors import FcnxsError
-from fcnxs.core.precision import check_precision, emulation_warning
+from fcnxs.core.precision import PRECISIONS, check_precision, emulation_warning
 from fcnxs.data.layouts import LAYOUTS, Dataset, open_dataset
 from fcnxs.formats.detect import detect_format
+from fcnxs.inference.file_pipeline import GPU_BATCH
 from fcnxs.inference.segmenter import Segmenter
 from fcnxs.inference.tta import MAX_SCALE, TTA
 from fcnxs.model.config import ARCHS
@@ -93,10 +94,13 @@ def open_model(args: argparse.Namespace) -> FCN:
     return model
 
 
-def open_segmenter(args: argparse.Namespace, **options) -> Segmenter:
-    """``--model`` ready for images on ``--device`` in ``--precision``, saying on stderr when
-    that precision will run emulated (slow) rather than quietly choosing another."""
-    device = pick_device(args.device)
+def open_segmenter(
+    args: argparse.Namespace, device: torch.device | None = None, **options
+) -> Segmenter:
+    """``--model`` ready for images on ``--device`` (or ``device``) in ``--precision``, saying
+    on stderr when that precision will run emulated (slow) rather than quietly choosing
+    another."""
+    device = device or pick_device(args.device)
     check_precision(args.precision, device)  # before the model is read, not after
     # The command owns its model: it may move it, in the memory format oneDNN runs fastest.
     model = open_model(args).to(device, memory_format=torch.channels_last)
@@ -109,24 +113,26 @@ def open_segmenter(args: argparse.Namespace, **options) -> Segmenter:
     return segmenter
 
 
-def add_tile_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
+def add_engine_arguments(p: argparse.ArgumentParser, *, batches: bool = True) -> None:
+    """How a command runs its model (the same options wherever one runs): --device,
+    --precision, --tile, --tta, --scales and, where images come in numbers, --batch-size."""
+    g = p.add_argument_group("engine")
+    g.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    g.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
+    g.add_argument(
         "--tile",
         default="auto",
         type=tile_option,
         metavar="auto|SIZE|none",
         help="overlapping tiles of SIZE (≥ 64) pixels for large images (auto: from free memory)",
     )
-
-
-def add_tta_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
+    g.add_argument(
         "--tta",
         choices=("none", "flip"),
         default="none",
         help="test-time augmentation: flip also runs the mirrored image (default none)",
     )
-    p.add_argument(
+    g.add_argument(
         "--scales",
         nargs="+",
         type=real(0, MAX_SCALE, open_low=True),
@@ -135,6 +141,14 @@ def add_tta_arguments(p: argparse.ArgumentParser) -> None:
         help="also run the image rescaled by each S (e.g. 0.75 1 1.25) and average the "
         "class probabilities at its own size (default: 1, no rescaling)",
     )
+    if batches:
+        g.add_argument(
+            "--batch-size",
+            type=POSITIVE,
+            metavar="N",
+            help=f"images of one size segmented together (default {GPU_BATCH} on a GPU, 1 on "
+            "a CPU, where border reuse works per image; 1 with score files)",
+        )
 
 
 def tta_from(args: argparse.Namespace) -> TTA:

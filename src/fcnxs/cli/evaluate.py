@@ -10,9 +10,9 @@ from fcnxs.cli.common import (
     MODEL_HELP,
     add_agreement_arguments,
     add_dataset_arguments,
-    add_tta_arguments,
+    add_engine_arguments,
     open_dataset_from,
-    open_model,
+    open_segmenter,
     tta_from,
 )
 from fcnxs.cli.options import NON_NEGATIVE, output_dir, output_file
@@ -60,9 +60,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="also write the model's label maps, as palette PNGs, to DIR",
     )
-    add_tta_arguments(p)
-    p.add_argument("--workers", type=NON_NEGATIVE, default=2, help="image loading workers")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    add_engine_arguments(p)
+    p.add_argument(
+        "--workers", type=NON_NEGATIVE, default=2, help="threads decoding images ahead (default 2)"
+    )
     p.set_defaults(run=run)
 
 
@@ -80,21 +81,20 @@ def _refuse_replacing_inputs(args: argparse.Namespace, dataset: Dataset) -> None
 
 def run(args: argparse.Namespace) -> int:
     tta = tta_from(args)
-    if args.predictions is not None and tta.active:
-        raise FcnxsError("--tta and --scales apply to --model, not to --predictions")
+    if args.predictions is not None and (tta.active or args.precision != "fp32"):
+        raise FcnxsError("--tta, --scales and --precision apply to --model, not to --predictions")
     context = distributed.init(args.device)
     try:
         dataset = open_dataset_from(args)
         _refuse_replacing_inputs(args, dataset)
         if args.model is not None:
-            model = open_model(args).to(context.device)
             result = evaluate_model(
-                model,
+                open_segmenter(args, context.device),
                 dataset,
                 context=context,
+                batch_size=args.batch_size,
                 workers=args.workers,
                 save_predictions=args.save_predictions,
-                tta=tta,
             )
             source = args.model
         else:

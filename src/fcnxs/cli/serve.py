@@ -5,15 +5,9 @@ from __future__ import annotations
 import argparse
 import socket
 
-from fcnxs.cli.common import (
-    add_model_arguments,
-    add_tile_argument,
-    add_tta_arguments,
-    open_segmenter,
-)
+from fcnxs.cli.common import add_engine_arguments, add_model_arguments, open_segmenter
 from fcnxs.cli.options import NON_NEGATIVE, PORT, POSITIVE, real
 from fcnxs.core.errors import FcnxsError
-from fcnxs.core.precision import PRECISIONS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,10 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--queue", type=NON_NEGATIVE, default=16, help="requests that may wait; then 503"
     )
-    add_tile_argument(p)
-    add_tta_arguments(p)
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
+    add_engine_arguments(p, batches=False)  # one request, one image
     p.set_defaults(run=run)
 
 

@@ -29,14 +29,19 @@ log = logging.getLogger(__name__)
 
 def load_pair(dataset: Dataset, index: int) -> tuple[np.ndarray, np.ndarray]:
     """A sample's RGB image and label map, checked against each other and the classes."""
+    image = as_rgb_array(read_image(dataset.samples[index].image))
+    return image, read_truth(dataset, index, image.shape[:2])
+
+
+def read_truth(dataset: Dataset, index: int, shape: tuple[int, int]) -> np.ndarray:
+    """A sample's label map, checked against its image's (height, width) and the classes."""
     sample = dataset.samples[index]
-    image = as_rgb_array(read_image(sample.image))
     label = dataset.read_label(sample)
-    if image.shape[:2] != label.shape:
+    if tuple(shape) != label.shape:
         raise file_error(
             sample.label,
             f"is {label.shape[1]}×{label.shape[0]}, its image {sample.image.name} is "
-            f"{image.shape[1]}×{image.shape[0]}",
+            f"{shape[1]}×{shape[0]}",
         )
     values = np.unique(label)
     bad = values[(values >= len(dataset.classes)) & (values != VOID_LABEL)]
@@ -45,7 +50,7 @@ def load_pair(dataset: Dataset, index: int) -> tuple[np.ndarray, np.ndarray]:
             sample.label,
             f"holds label {int(bad[0])}, outside 0..{len(dataset.classes) - 1} and 255",
         )
-    return image, label
+    return label
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ over the whole set (summed over processes under torchrun)."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,17 +11,16 @@ import numpy as np
 import torch
 
 from fcnxs.core.distributed import Context, sum_over_processes
-from fcnxs.core.errors import FcnxsError, file_error
-from fcnxs.core.precision import gpu_arithmetic
+from fcnxs.core.errors import FcnxsError, Problems, file_error
 from fcnxs.core.progress import progress
-from fcnxs.data.dataset import SegmentationData, batches, load_pair, make_loader, start_epoch
+from fcnxs.data.dataset import load_pair, read_truth
 from fcnxs.data.images import write_label_png
 from fcnxs.data.labels import read_label
 from fcnxs.data.layouts import MASK_SUFFIXES, Dataset, Sample
 from fcnxs.evaluation.metrics import ConfusionMatrix
-from fcnxs.inference.border_reuse import BorderReuse
-from fcnxs.inference.tta import NO_TTA, TTA, averaged_probabilities
-from fcnxs.model.fcn import FCN, evaluating
+from fcnxs.inference.file_pipeline import segment_files
+from fcnxs.inference.segmenter import Segmenter
+from fcnxs.model.fcn import FCN
 
 
 @dataclass
@@ -43,47 +43,64 @@ def _reduce(matrix: ConfusionMatrix, count: int, context: Context) -> Evaluation
     return Evaluation(hist, total)
 
 
+class _Scoring:
+    """The pipeline's sink for evaluation: an item is a sample's index; its labels are
+    counted against the truth, and saved as a palette PNG where asked for."""
+
+    def __init__(self, dataset: Dataset, num_classes: int, save: Path | None, colors) -> None:
+        self.dataset, self.save, self.colors = dataset, save, colors
+        self.matrix = ConfusionMatrix(num_classes)
+        self._lock = threading.Lock()  # a GPU's run has several writer threads
+
+    def scores(self, index: int, shape: tuple[int, int, int]) -> None:
+        return None
+
+    def write(self, index: int, rgb: np.ndarray, labels: np.ndarray) -> None:
+        truth = read_truth(self.dataset, index, labels.shape)
+        with self._lock:
+            self.matrix.update(truth, labels)
+        if self.save is not None:
+            path = prediction_path(self.save, self.dataset.samples[index])
+            write_label_png(labels, self.colors, path)
+
+    def discard(self, index: int) -> None:
+        if self.save is not None:
+            prediction_path(self.save, self.dataset.samples[index]).unlink(missing_ok=True)
+
+
 def evaluate_model(
-    model: FCN,
+    model: FCN | Segmenter,
     dataset: Dataset,
     *,
     context: Context | None = None,
-    workers: int = 0,
+    batch_size: int | None = None,
+    workers: int | None = None,
     save_predictions: Path | None = None,
-    tta: TTA = NO_TTA,
 ) -> Evaluation:
-    """Whole-image inference over ``dataset`` (this process's share of it), with ``tta``
-    averaging the class probabilities of its views."""
+    """The confusion matrix of a model over ``dataset`` (this process's share of it), run by
+    the one engine: a `Segmenter` (its precision, tiles and test-time augmentation; a bare
+    model runs in fp32) through the file pipeline, each image decoded as ``segment``
+    decodes it, so the matrix is that of ``segment`` followed by `evaluate_predictions`.
+    Any sample that cannot be read or scored is an error: a metric over part of a set
+    would mislead."""
     context = context or Context()
-    check_classes(model, dataset)
-    loader = make_loader(
-        SegmentationData(dataset, model.config.preprocessing),
-        shuffle=False,
-        workers=workers,
-        rank=context.rank,
-        world=context.world,
+    segmenter = model if isinstance(model, Segmenter) else Segmenter(model, tile="auto")
+    config = segmenter.model.config
+    check_classes(segmenter.model, dataset)
+    sink = _Scoring(dataset, config.num_classes, save_predictions, config.colors)
+    summary = segment_files(
+        segmenter,
+        range(len(dataset))[context.rank :: context.world],
+        sink,
+        read=lambda index: dataset.samples[index].image,
+        batch_size=batch_size,
+        decoders=workers,
+        desc="evaluate",
+        show_progress=context.is_main,
     )
-    start_epoch(loader, 0)
-    indices = loader.sampler.order()[context.rank :: context.world]
-    matrix = ConfusionMatrix(model.config.num_classes)
-    count = 0
-    forward = BorderReuse(model, max_bytes=tta.cache_bytes)
-    with evaluating(model), gpu_arithmetic("fp32", context.device):
-        steps = zip(indices, batches(loader), strict=True)
-        for index, (x, y, _) in progress(steps, len(indices), "evaluate", unit="img"):
-            x = x.to(context.device)
-            scores = averaged_probabilities(forward, x, tta) if tta.active else forward(x)
-            pred = scores.argmax(1).cpu()
-            matrix.update(y, pred)
-            count += 1
-            if save_predictions is not None:
-                sample = dataset.samples[index]
-                write_label_png(
-                    pred[0].to(torch.uint8).numpy(),
-                    dataset.classes.colors,
-                    prediction_path(save_predictions, sample),
-                )
-    return _reduce(matrix, count, context)
+    if summary.failures:
+        raise Problems([str(exc) for _, exc in summary.failures])
+    return _reduce(sink.matrix, summary.written, context)
 
 
 def prediction_path(folder: Path, sample: Sample) -> Path:

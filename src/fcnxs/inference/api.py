@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from fcnxs.core.errors import FcnxsError
+from fcnxs.inference.file_pipeline import segment_stream
 from fcnxs.inference.segmenter import Segmenter, labels_of
 from fcnxs.model.fcn import FCN
 
@@ -35,10 +36,8 @@ def segment(
 def segment_paths(
     model: FCN, paths: Iterable[str | os.PathLike], *, tile: int | str | None = "auto"
 ) -> Iterator[tuple[str | os.PathLike, np.ndarray | FcnxsError]]:
-    """(path, label map) for each path, or (path, the error) for one that cannot be read."""
+    """(path, label map) for each path in order, or (path, the error) for one that cannot be
+    read; decoded ahead by the file pipeline while the model runs."""
     segmenter = Segmenter(model, tile=tile)
-    for path in paths:
-        try:
-            yield path, segmenter.labels(path)
-        except FcnxsError as exc:
-            yield path, exc
+    for path, _, outcome in segment_stream(segmenter, list(paths), show_progress=False):
+        yield path, outcome

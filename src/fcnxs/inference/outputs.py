@@ -1,4 +1,5 @@
-"""What ``fcnxs segment`` writes: label PNGs, overlays with a legend, scores as .npy.
+"""What ``fcnxs segment`` writes: label PNGs, overlays with a legend, scores as .npy
+(`LabelFiles`, the pipeline's sink for them).
 
 Every file is written under a temporary name and renamed when complete; the .npy score
 files are filled band by band through a memory map, so a 6000×4000 image never holds its
@@ -12,14 +13,85 @@ import contextlib
 import io
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from fcnxs.core.atomic import atomic_path, save_image
 from fcnxs.core.palette import VOID_LABEL
+from fcnxs.data.images import write_label_png
+from fcnxs.model.config import ModelConfig
+
+OUTPUTS = {"overlay": "_overlay.jpg", "logits": ".npy", "probabilities": "_probabilities.npy"}
+"""What an input is written as besides its mask (``<name>.png``), when asked for."""
+
+
+def output_files(out: Path, kinds: Iterable[str] = ()) -> dict[str, Path]:
+    """The files one input is written as (``out`` is OUTDIR/<name>, without a suffix): its
+    labels, and each of ``kinds`` (keys of `OUTPUTS`)."""
+    ends = {"labels": ".png"} | {kind: OUTPUTS[kind] for kind in kinds}
+    return {kind: out.with_name(out.name + end) for kind, end in ends.items()}
+
+
+class Job(NamedTuple):
+    """One input of ``segment`` and the files it is written as (`output_files`)."""
+
+    source: Path
+    files: dict[str, Path]
+
+    def read(self) -> Path:
+        return self.source
+
+
+class LabelFiles:
+    """The pipeline's sink for ``segment`` (its items are `Job`s): an input's label PNG, and
+    its overlay and score files where asked for, are written together or not at all."""
+
+    def __init__(self, config: ModelConfig, scores_are_probabilities: bool) -> None:
+        self.config = config
+        self.scores_are_probabilities = scores_are_probabilities
+
+    def scores(self, job: Job, shape: tuple[int, int, int]):
+        if "logits" not in job.files and "probabilities" not in job.files:
+            return None
+        return self._score_files(job.files, shape)
+
+    @contextlib.contextmanager
+    def _score_files(self, files: dict[str, Path], shape: tuple[int, int, int]):
+        with contextlib.ExitStack() as stack:
+            logits = probabilities = None
+            if "logits" in files:
+                logits = stack.enter_context(npy_stream(files["logits"], shape, np.float32))
+            if "probabilities" in files:
+                probabilities = stack.enter_context(
+                    npy_stream(files["probabilities"], shape, np.float16)
+                )
+
+            def take(y0: int, y1: int, scores: torch.Tensor) -> None:
+                if logits is not None:
+                    logits[:, y0:y1] = scores.numpy()
+                if probabilities is not None:
+                    if not self.scores_are_probabilities:
+                        scores = torch.softmax(scores, 0)
+                    probabilities[:, y0:y1] = scores.numpy().astype(np.float16)
+
+            yield take
+
+    def write(self, job: Job, rgb: np.ndarray, labels: np.ndarray) -> None:
+        config, files = self.config, job.files
+        write_label_png(labels, config.colors, files["labels"])
+        if "overlay" in files:
+            write_overlay(
+                overlay_image(rgb, labels, config.colors, config.class_names), files["overlay"]
+            )
+
+    def discard(self, job: Job) -> None:
+        for path in job.files.values():
+            path.unlink(missing_ok=True)
 
 
 def overlay_image(

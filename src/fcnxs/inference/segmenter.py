@@ -121,6 +121,10 @@ class Segmenter:
         self.forward = BorderReuse(self.model, max_bytes=self.tta.cache_bytes)
         self.background = mean_color(self.model)
 
+    @property
+    def classes(self) -> int:
+        return self.model.config.num_classes
+
     def cache_info(self) -> CacheInfo:
         """What border reuse keeps of the sizes seen so far."""
         return self.forward.cache_info()
