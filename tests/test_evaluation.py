@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import fcnxs
@@ -138,3 +139,38 @@ def test_two_processes_under_torchrun_sum_their_matrices(synth, tmp_path):
     one = json.loads((tmp_path / "one.json").read_text())
     assert two["num_images"] == one["num_images"] == 8
     assert two["confusion_matrix"] == one["confusion_matrix"]
+
+
+@pytest.fixture(scope="module")
+def scoring_model(synth):
+    """A model whose labels vary over the images (a fresh one's zero score layers give
+    background everywhere, and every comparison of labels would hold trivially)."""
+    model = fcnxs.build_model("fcn16s", num_classes=6, seed=3)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name in ("score", "score_pool4"):
+            model.get_submodule(name).weight.normal_(0, 0.05, generator=generator)
+            model.get_submodule(name).bias.normal_(0, 0.5, generator=generator)
+    path = synth[0].parent / "scoring.safetensors"
+    fcnxs.save_model(model, path)
+    return str(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("precision", "batch"), [("fp32", "1"), ("bf16", "1"), ("bf16", "3")])
+def test_evaluate_scores_what_segment_writes(synth, scoring_model, tmp_path, precision, batch):
+    """One engine: evaluate's confusion matrix is that of segment's files with the same
+    options, to the pixel, in either precision and in batches."""
+    root, _ = synth
+    engine = ["--precision", precision, "--device", "cpu", "--batch-size", batch]
+    assert main(["segment", str(root / "JPEGImages"), "--model", scoring_model, *engine,
+                 "-o", str(tmp_path / "masks")]) == 0  # fmt: skip
+    data = ["--data", str(root), "--split", "trainval"]
+    assert main(["evaluate", "--predictions", str(tmp_path / "masks"), *data,
+                 "--out", str(tmp_path / "files.json")]) == 0  # fmt: skip
+    assert main(["evaluate", "--model", scoring_model, *data, *engine,
+                 "--out", str(tmp_path / "model.json")]) == 0  # fmt: skip
+    by_files = json.loads((tmp_path / "files.json").read_text())
+    by_model = json.loads((tmp_path / "model.json").read_text())
+    assert by_model["confusion_matrix"] == by_files["confusion_matrix"]
+    assert len({v for row in by_model["confusion_matrix"] for v in row if v}) > 3  # not trivial

@@ -4,13 +4,17 @@ convolution's outputs."""
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnxs.inference import onednn, prepacked, winograd
+from fcnxs.core import torch_internals
+from fcnxs.inference import prepacked, winograd
 from fcnxs.inference.prepacked import PackedConvs
 from fcnxs.inference.winograd import F2x2_7x7, F4x4_3x3, Winograd, transform_for
 
@@ -31,7 +35,8 @@ def _direct(conv: nn.Conv2d, x: torch.Tensor, padding: int) -> torch.Tensor:
 
 
 needs_onednn = pytest.mark.skipif(
-    not onednn.available(torch.zeros(1)), reason="oneDNN is not available in this PyTorch build"
+    not torch_internals.packed_inner_products(torch.float32),
+    reason="oneDNN's inner product is not usable in this PyTorch build",
 )
 
 
@@ -147,7 +152,9 @@ def test_without_onednns_inner_product_fc6_and_fc7_are_left_to_the_direct_convol
     """A PyTorch build without it keeps fc6 and 1×1 layers on oneDNN's convolution, not on
     a missing op."""
     x = torch.zeros(1, 8, 8, 8)
-    monkeypatch.setattr(onednn, "inner_product", None)
+    monkeypatch.setitem(
+        torch_internals._verdicts, (torch_internals.PACKED_INNER_PRODUCT.name, x.dtype), False
+    )
     assert transform_for(nn.Conv2d(512, 4096, 7), x) is None
     assert transform_for(_conv(128, 256), x) is F4x4_3x3  # MKL's products need no oneDNN
     assert isinstance(prepacked._pack(nn.Conv2d(8, 16, 1), x, 0), prepacked.OneDNN)
@@ -185,7 +192,7 @@ def test_packed_convolutions_pick_their_algorithm_and_slice_large_weights(monkey
 def test_a_1x1_layer_by_the_inner_product_is_the_convolution_in_every_native_format(dtype):
     """Channels-last in and out, padded or not, as fc7 runs in fp32 and bf16."""
     x = torch.randn(2, 64, 7, 9, generator=torch.Generator().manual_seed(4)).to(dtype)
-    if not onednn.available(x):
+    if not prepacked._packs(x):
         pytest.skip(f"this CPU computes {dtype} only by emulation")
     conv = _conv(64, 48, kernel=1)
     with torch.inference_mode():
@@ -197,3 +204,30 @@ def test_a_1x1_layer_by_the_inner_product_is_the_convolution_in_every_native_for
             expected = _direct(conv, x.float(), padding)
             tolerance = 3e-5 if dtype == torch.float32 else 2e-2
             assert (got.double() - expected).abs().max() <= tolerance * expected.abs().max()
+
+
+def test_concurrent_first_calls_pack_a_layer_once(monkeypatch):
+    """Four service threads meeting a layer at once: one packs, the others wait for it (two
+    packings of fc6 at once would hold two 0.5 GB copies)."""
+    packings = []
+    real = prepacked._pack
+
+    def slow_pack(*args):
+        packings.append(args[0])
+        time.sleep(0.2)  # long enough for every thread to arrive while it packs
+        return real(*args)
+
+    monkeypatch.setattr(prepacked, "_pack", slow_pack)
+    packed, conv = PackedConvs(), _conv(16, 32, kernel=1)
+    x = torch.randn(1, 16, 9, 9).contiguous(memory_format=torch.channels_last)
+    start = threading.Barrier(4)
+
+    def first_call(_):
+        start.wait()
+        with torch.inference_mode():
+            return packed.relu_conv(conv, x, 0)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(first_call, range(4)))
+    assert len(packings) == 1
+    assert all(torch.equal(r, results[0]) for r in results)

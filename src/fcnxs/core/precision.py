@@ -19,6 +19,7 @@ import threading
 
 import torch
 
+from fcnxs.core import torch_internals
 from fcnxs.core.errors import FcnxsError
 
 PRECISIONS: dict[str, torch.dtype | None] = {
@@ -86,10 +87,8 @@ def native_on_cpu(dtype: torch.dtype) -> bool:
     """Whether oneDNN computes ``dtype`` convolutions with this CPU's own instructions."""
     if dtype == torch.float32:
         return True
-    if dtype == torch.bfloat16:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    if dtype == torch.float16:
-        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    if dtype in (torch.bfloat16, torch.float16):
+        return torch_internals.mkldnn_native(dtype)
     return False
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from fcnxs.core import torch_internals
 from fcnxs.inference.prepacked import PackedConvs
 from fcnxs.inference.windows import (
     Window,
@@ -178,6 +179,8 @@ class BorderReuse:
         return self._convs.relu_conv(module, x.to(_compute_dtype(x)), padding)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch_internals.version_counters():  # unseen weight changes: keep nothing
+            return self.model(x)
         return self.model.run_padded(self._forward_valid, x)
 
     def _forward_valid(self, x: torch.Tensor) -> torch.Tensor:
@@ -295,10 +298,8 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 def _key(model: FCN, x: torch.Tensor) -> tuple:
-    # A parameter changed in place (an optimiser step, a load) bumps its version. One made
-    # under torch.inference_mode() has none, and counts as never changed (it can be changed
-    # in place under inference mode only).
-    versions = tuple(-1 if p.is_inference() else p._version for p in model.parameters())
+    # A parameter changed in place (an optimiser step, a load) bumps its version.
+    versions = tuple(torch_internals.version(p) for p in model.parameters())
     return (tuple(x.shape), x.device, _compute_dtype(x), versions)
 
 

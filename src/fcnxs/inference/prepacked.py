@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnxs.inference import onednn
+from fcnxs.core import precision, torch_internals
 from fcnxs.inference.winograd import Winograd, transform_for
 
 SLICE_BYTES = 64 << 20
@@ -31,36 +31,54 @@ class PackedConvs:
     """``relu(conv(x))`` for a model's convolutions, with weights packed once."""
 
     def __init__(self) -> None:
-        self._packed: dict[tuple, OneDNN | Winograd] = {}
+        self._packed: dict[tuple, OneDNN | InnerProduct | Winograd | None] = {}
         self._lock = threading.Lock()
 
     @property
     def nbytes(self) -> int:
-        return sum(packed.nbytes for packed in self._packed.values())
+        return sum(packed.nbytes for packed in self._packed.values() if packed is not None)
 
     def relu_conv(self, module: nn.Conv2d, x: torch.Tensor, padding: int) -> torch.Tensor:
-        if not onednn.available(x):
+        packed = self._get(module, x, padding) if _packs(x) else None
+        if packed is None:
             return F.relu(
                 F.conv2d(x, module.weight.to(x.dtype), _cast(module.bias, x), padding=padding)
             )
-        key = (id(module), x.dtype)
-        with self._lock:
-            packed = self._packed.get(key)
-        if packed is None:
-            packed = _pack(module, x, padding)
-            with self._lock:
-                self._packed[key] = packed
         return packed.relu_conv(x, padding)
 
+    def _get(self, module: nn.Conv2d, x: torch.Tensor, padding: int):
+        """The layer packed for ``x``'s dtype, packed by the first caller while later ones
+        wait: two threads packing fc6 at once would hold two copies (0.5 GB each)."""
+        key = (id(module), x.dtype)
+        with self._lock:
+            if key not in self._packed:
+                self._packed[key] = _pack(module, x, padding)
+            return self._packed[key]
 
-def _pack(module: nn.Conv2d, x: torch.Tensor, padding: int) -> Winograd | InnerProduct | OneDNN:
-    """``module`` packed for the fastest of the algorithms that can run it on ``x``."""
+
+def _packs(x: torch.Tensor) -> bool:
+    """Whether packed weights can serve ``x``: a CPU tensor in a format this CPU computes
+    natively (emulated formats take the plain convolution)."""
+    return (
+        x.device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and precision.native_on_cpu(x.dtype)
+    )
+
+
+def _pack(
+    module: nn.Conv2d, x: torch.Tensor, padding: int
+) -> Winograd | InnerProduct | OneDNN | None:
+    """``module`` packed for the fastest of the algorithms that can run it on ``x``, or
+    None where only the plain convolution can (`torch_internals` found its calls unusable)."""
     transform = transform_for(module, x)
     if transform is not None:
         return Winograd(module, transform)
-    if InnerProduct.suits(module):
+    if InnerProduct.suits(module, x):
         return InnerProduct(module, x)
-    return OneDNN(module, x, padding)
+    if torch_internals.packed_convolutions(x.dtype):
+        return OneDNN(module, x, padding)
+    return None
 
 
 class OneDNN:
@@ -75,7 +93,7 @@ class OneDNN:
         biases = [None] * len(weights) if bias is None else bias.split(rows)
         shape = list(x.shape)
         self.slices = [
-            (onednn.pack_convolution(w, padding, shape), b)
+            (torch_internals.pack_convolution(w, padding, shape), b)
             for w, b in zip(weights, biases, strict=True)
         ]
 
@@ -85,9 +103,8 @@ class OneDNN:
 
     def relu_conv(self, x: torch.Tensor, padding: int) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
-        pad, one = [padding] * 2, [1, 1]
-        convolution = onednn.convolution
-        outs = [convolution(x, w, b, pad, one, one, 1, "relu", [], "") for w, b in self.slices]
+        convolution = torch_internals.relu_convolution
+        outs = [convolution(x, w, b, padding) for w, b in self.slices]
         return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
 
 
@@ -99,16 +116,17 @@ class InnerProduct:
     against 26; docs/design.md §6)."""
 
     @staticmethod
-    def suits(module: nn.Conv2d) -> bool:
+    def suits(module: nn.Conv2d, x: torch.Tensor) -> bool:
         return (
-            onednn.inner_product is not None
-            and module.kernel_size == (1, 1)
+            module.kernel_size == (1, 1)
             and module.stride == (1, 1)
             and module.groups == 1
+            and torch_internals.packed_inner_products(x.dtype)
         )
 
     def __init__(self, module: nn.Conv2d, x: torch.Tensor) -> None:
-        self.weight = onednn.pack_inner_product(module.weight.detach().to(x.dtype).flatten(1))
+        weight = module.weight.detach().to(x.dtype).flatten(1)
+        self.weight = torch_internals.pack_inner_product(weight)
         self.bias = _cast(module.bias, x)
 
     @property
@@ -123,7 +141,7 @@ class InnerProduct:
         x = x.contiguous(memory_format=torch.channels_last)
         n, c, h, w = x.shape
         rows = x.permute(0, 2, 3, 1).reshape(-1, c)  # a view
-        y = onednn.inner_product(rows, self.weight, self.bias, "relu", [], "")
+        y = torch_internals.inner_product(rows, self.weight, self.bias, relu=True)
         return y.view(n, h, w, -1).permute(0, 3, 1, 2)
 
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnxs.inference import onednn
+from fcnxs.core import torch_internals
 
 _PACK_BYTES = 64 << 20
 """Filters are transformed this many bytes of the result at a time: fc6's whole transform
@@ -98,7 +98,7 @@ def transform_for(module: nn.Conv2d, x: torch.Tensor) -> Transform | None:
         if (
             module.kernel_size == (transform.kernel,) * 2
             and module.out_channels >= transform.min_out_channels
-            and (onednn.inner_product is not None or not transform.packed_products)
+            and (not transform.packed_products or torch_internals.packed_inner_products(x.dtype))
         ):
             return transform
     return None
@@ -132,7 +132,7 @@ class Winograd:
             matrices = by_position[: product.numel()].view(len(rows), o, c)
             for matrix in matrices.copy_(product.transpose(0, 1)):
                 if transform.packed_products:
-                    u.append(onednn.pack_inner_product(matrix.to(dtype)))
+                    u.append(torch_internals.pack_inner_product(matrix.to(dtype)))
                 else:
                     u.append(matrix.clone())
         self.packed = u if transform.packed_products else []
@@ -200,6 +200,6 @@ class Winograd:
         ``positions``: (positions, P, out)."""
         if self.u is None:
             products = zip(v[positions], self.packed[positions], strict=True)
-            inner_product = onednn.inner_product
-            return torch.stack([inner_product(vj, u, None, "none", [], "") for vj, u in products])
+            inner_product = torch_internals.inner_product
+            return torch.stack([inner_product(vj, u, None, relu=False) for vj, u in products])
         return torch.bmm(v[positions], self.u[positions])
