@@ -128,7 +128,22 @@ def test_a_resumed_run_refuses_recipe_changes_it_would_ignore(cli, work):
     for option in (["--lr", "5"], ["--batch-size", "4"], ["--flip"], ["--data", work / "ds"]):
         status, _, err = cli("train", "--resume", run, *option)
         assert status == 2, option
-        assert_one_line(err, f"{option[0]}: a resumed run keeps the recipe", "--epochs")
+        assert_one_line(err, f"{option[0]}: {run / 'run.json'} records", "a resumed run keeps")
+        assert "--epochs" in err[0]
+
+
+def test_a_resumed_run_takes_the_command_line_that_started_it(cli, work):
+    """Its options, all equal to run.json's, are taken; one that differs is named with
+    both values."""
+    run = work / "run"
+    _fake_run(run)
+    recorded = json.loads((run / "run.json").read_text())
+    same = ["--arch", recorded["arch"], "--seed", str(recorded["seed"]), "--out", run]
+    status, _, err = cli("train", *same, "--seed", "7", "--resume", run)
+    assert status == 2
+    assert_one_line(err, f"--seed: {run / 'run.json'} records {recorded['seed']}, not 7")
+    status, _, err = cli("train", *same, "--resume", run)
+    assert not any("records" in line for line in err), err
 
 
 # ---------------------------------------------------------------- bad output paths

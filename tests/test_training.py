@@ -80,6 +80,8 @@ def _weights(run):
 
 
 def test_resume_after_kill_9_ends_with_the_uninterrupted_weights(four, tmp_path):
+    """Killed after its first checkpoint, the run resumed by its own command line plus
+    ``--resume`` ends with the weights of a run never interrupted."""
     straight = tmp_path / "straight"
     assert main(_train_argv(four, straight)) == 0
 
@@ -94,9 +96,12 @@ def test_resume_after_kill_9_ends_with_the_uninterrupted_weights(four, tmp_path)
     process.send_signal(signal.SIGKILL)
     process.wait()
     done = subprocess.run(
-        [*FCNXS, "train", "--resume", str(killed)], capture_output=True, text=True
+        [*FCNXS, *_train_argv(four, killed), "--resume", str(killed)],
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
+    assert "resumed at epoch" in done.stdout + done.stderr
     assert not list(killed.glob(".*.tmp"))
     a, b = _weights(straight), _weights(killed)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -155,7 +160,7 @@ def test_pipeline_runs_the_three_stages_each_from_the_previous_best(tmp_path, ca
     assert "fcn32s: resuming" in capsys.readouterr().out
     # A changed recipe is refused, not silently ignored; more epochs extend the last stage.
     assert main([*argv[:-4], "--lr", "1e-3", "--workers", "0"]) == 2
-    assert "started with lr 0.0001, not 0.001" in capsys.readouterr().err
+    assert "run.json records 0.0001, not 0.001" in capsys.readouterr().err
     assert main([*argv[:-5], "1", "1", "2", "--lr", "1e-4", "--workers", "0"]) == 0
     assert json.loads((out / "fcn8s" / "run.json").read_text())["epochs"] == 2
     assert [e["epoch"] for e in _records(out / "fcn8s", "epoch")] == [0, 1]

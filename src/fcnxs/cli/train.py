@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from fcnxs.cli.common import add_dataset_arguments
@@ -11,11 +10,11 @@ from fcnxs.cli.options import NON_NEGATIVE, POSITIVE, PROBABILITY, output_dir, r
 from fcnxs.core import distributed
 from fcnxs.core.errors import FcnxsError
 from fcnxs.model.config import ARCHS
-from fcnxs.training.checkpoints import BEST, RUN_SETTINGS
+from fcnxs.training.checkpoints import BEST
 from fcnxs.training.loop import train
 from fcnxs.training.pipeline import STAGES
 from fcnxs.training.pipeline import run_pipeline as run_pipeline_stages
-from fcnxs.training.settings import ON_RESUME, TRAINING_PRECISIONS, TrainSettings
+from fcnxs.training.settings import TRAINING_PRECISIONS, TrainSettings
 
 
 def _add_validation_arguments(p: argparse.ArgumentParser) -> None:
@@ -176,23 +175,21 @@ def _settings(args, arch: str, init: str | None, epochs: int, lr: float | None) 
 
 
 def _resumed_settings(args: argparse.Namespace) -> TrainSettings:
-    """run.json's settings, with the options a resumed run may change; any other option
-    given is an error rather than silently ignored."""
-    settings = TrainSettings.of_run(args.resume)
-    fixed = [*RECIPE, "arch", "init", "lr", "out", "data", "split", "list_file", "images"]
-    fixed += ["masks", "format", "classes", "val_split", "val_list", "val_images", "val_masks"]
-    given = [
-        name for name in fixed if name not in ON_RESUME and getattr(args, name) not in (None, False)
-    ]
-    if given:
-        option = "--list" if given[0] == "list_file" else "--" + given[0].replace("_", "-")
-        allowed = ", ".join("--" + name.replace("_", "-") for name in ON_RESUME)
-        raise FcnxsError(
-            f"{option}: a resumed run keeps the recipe and data of {args.resume / RUN_SETTINGS}; "
-            f"only {allowed} may change"
-        )
-    changes = {name: getattr(args, name) for name in ON_RESUME if getattr(args, name) is not None}
-    return dataclasses.replace(settings, **changes)
+    """run.json's settings with the options given: the command line that started the run
+    plus ``--resume`` continues it; only `ON_RESUME` options may differ from run.json."""
+    if args.out is not None and args.out.resolve() != args.resume.resolve():
+        raise FcnxsError(f"--out {args.out} and --resume {args.resume} name different runs")
+    train_data, val_data = _dataset_kwargs(args)
+    given = {
+        name: getattr(args, name)
+        for name in (*RECIPE, "arch", "init", "lr", "epochs")
+        if getattr(args, name) is not None
+    }
+    if any(v is not None for v in train_data.values()):
+        given["train_data"] = train_data
+    if val_data is not None:
+        given["val_data"] = val_data
+    return TrainSettings.of_run(args.resume, given)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -203,8 +200,8 @@ def run_train(args: argparse.Namespace) -> int:
         if args.arch is None or args.out is None:
             raise FcnxsError("train needs --arch and --out (or --resume RUN_DIR)")
         settings = _settings(args, args.arch, args.init, args.epochs or 1, args.lr)
+        settings.validate()  # before torchrun's processes start
         run_dir = args.out
-    settings.validate()
     context = distributed.init(args.device)
     try:
         result = train(

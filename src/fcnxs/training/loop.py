@@ -39,7 +39,7 @@ from fcnxs.model.fcn import FCN
 from fcnxs.model.initialisation import build_model
 from fcnxs.model.loading import start_model
 from fcnxs.training import checkpoints
-from fcnxs.training.settings import TrainSettings, check_same_recipe
+from fcnxs.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -210,18 +210,17 @@ def train(
 
     Everything is checked (settings, data, the starting model, what ``run_dir`` holds)
     before the first file is written. A new run refuses a ``run_dir`` that holds another
-    run (unless ``overwrite``) or other files.
+    run (unless ``overwrite``) or other files. A resumed run takes the settings that
+    `TrainSettings.of_run` gives for ``run_dir`` (read and checked there, once).
     """
     context = context or Context()
-    settings.validate()
+    if not resume:
+        settings.validate()
     check_precision(settings.precision, context.device)
     train_set = open_dataset(**settings.train_data)
     val_set = open_dataset(**settings.val_data) if settings.val_data else None
 
     if resume:
-        check_same_recipe(settings, run_dir)
-        started = checkpoints.read_settings(run_dir).get("class_weight_values")
-        settings = dataclasses.replace(settings, class_weight_values=started)
         model, saved = checkpoints.load_checkpoint(run_dir)
         position = Position(**saved["position"])
     else:
@@ -239,6 +238,9 @@ def train(
     if context.is_main:
         if resume:
             checkpoints.remove_partial_files(run_dir)
+            log.info(
+                "resumed at epoch %d, step %d (%s)", position.epoch, position.global_step, run_dir
+            )
         else:
             checkpoints.clear_run(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)

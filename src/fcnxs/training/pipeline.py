@@ -43,6 +43,8 @@ def run_pipeline(
         run_dir = out / arch
         settings = dataclasses.replace(base, arch=arch, init=init, epochs=stage_epochs, lr=lr)
         resume = (run_dir / CHECKPOINT).is_file()
+        if resume:
+            settings = TrainSettings.of_run(run_dir, settings.to_dict())
         if context.is_main:
             state = "resuming" if resume else "starting"
             rate = lr if lr is not None else DEFAULT_LR[arch]

@@ -85,18 +85,40 @@ class TrainSettings:
         return cls(**{k: v for k, v in raw.items() if k in names})
 
     @classmethod
-    def of_run(cls, run_dir: Path) -> TrainSettings:
-        """The settings a run folder's run.json records, checked: a hand-edited or foreign
-        file is one line naming it, not a traceback."""
+    def of_run(cls, run_dir: Path, given: dict[str, Any] | None = None) -> TrainSettings:
+        """The settings a run folder's run.json records, read and checked once, with the
+        values ``given`` for a resumed run: those of `ON_RESUME` replace the recorded ones,
+        any other must equal its recorded value (so the command line that started a run,
+        plus ``--resume``, continues it). A hand-edited or foreign file is one line naming
+        it, not a traceback."""
         path = run_dir / RUN_SETTINGS
         raw = read_settings(run_dir)  # its errors name the file already
         try:
-            settings = cls.from_dict(raw)
+            recorded = cls.from_dict(raw)
+        except TypeError as exc:
+            raise file_error(path, f"holds settings fcnxs cannot use ({exc})") from None
+        changes = {}
+        for name, value in (given or {}).items():
+            if name in ON_RESUME:
+                changes[name] = value
+            elif name == "class_weight_values" and value is None:
+                continue  # derived: computed when the run started
+            else:
+                differs = _difference(name, value, getattr(recorded, name))
+                if differs is not None:
+                    option, theirs, ours = differs
+                    may = ", ".join(f"`{n}`" for n in ON_RESUME)
+                    raise FcnxsError(
+                        f"`{option}`: {path} records {theirs!r}, not {ours!r}; a resumed run "
+                        f"keeps its recipe and data (only {may} may change)"
+                    )
+        settings = dataclasses.replace(recorded, **changes)
+        try:
             settings.validate()
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise file_error(path, f"holds settings fcnxs cannot use ({exc})") from None
         except FcnxsError as exc:
-            raise file_error(path, str(exc)) from None
+            raise (exc if changes else file_error(path, str(exc))) from None
         return settings
 
     def validate(self) -> None:
@@ -131,20 +153,23 @@ class TrainSettings:
                 raise FcnxsError(message)
 
 
-def check_same_recipe(settings: TrainSettings, run_dir: Path) -> None:
-    """A resumed run goes on as it started: only `ON_RESUME` settings may differ."""
-    saved = TrainSettings.of_run(run_dir)
-    for name in (f.name for f in dataclasses.fields(TrainSettings)):
-        ours, theirs = getattr(settings, name), getattr(saved, name)
-        derived = name == "class_weight_values" and ours is None  # computed when it started
-        if name in (*ON_RESUME, "init") or derived or _same(ours, theirs):
-            continue
-        raise FcnxsError(
-            f"{run_dir}: started with {name} {theirs!r}, not {ours!r}; a resumed run keeps "
-            f"its recipe and data (only {', '.join(ON_RESUME)} may change)"
-        )
+VAL_PARAMETERS = {"split": "val_split", "list_file": "val_list", "images": "val_images",
+                  "masks": "val_masks"}  # fmt: skip
+"""The parameters that set the validation set's own options."""
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal once JSON has made tuples lists."""
-    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
+def _difference(name: str, given: Any, recorded: Any) -> tuple[str, Any, Any] | None:
+    """(the parameter, the recorded value, the given one) where ``given`` differs from the
+    recorded value: a dataset's options where given, values equal once JSON has made tuples
+    lists; None where they agree."""
+    if isinstance(given, dict) and isinstance(recorded, dict):
+        for key, value in given.items():
+            if value is not None and _plain(value) != _plain(recorded.get(key)):
+                option = VAL_PARAMETERS.get(key, key) if name == "val_data" else key
+                return option, recorded.get(key), value
+        return None
+    return None if _plain(given) == _plain(recorded) else (name, recorded, given)
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value))
