@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from numpy.lib.stride_tricks import sliding_window_view
+from PIL import Image
 from writers import caffe_layers_from_state, write_caffemodel
 
 import fcnxs
@@ -158,3 +159,19 @@ def test_bad_caffe_files_fail_with_one_line(tmp_path, atonce):
     biased = tmp_path / "biased.caffemodel"
     write_caffemodel(biased, {"upscore2": [np.zeros((3, 3, 4, 4)), np.zeros(3)]})
     expect(biased, "upsampling layer has a bias")
+
+
+def test_a_models_format_is_found_once_per_command(atonce, tmp_path, monkeypatch, cli):
+    """segment and info read a foreign file's format once (it was three times)."""
+    from fcnxs.model import loading
+
+    calls = []
+    real = loading.detect_format
+    monkeypatch.setattr(loading, "detect_format", lambda *a: calls.append(a) or real(*a))
+    path, _ = atonce
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "a.png")
+    status, _, err = cli("segment", tmp_path / "a.png", "--model", path, "-o", tmp_path / "out")
+    assert status == 0 and any("Caffe" in line for line in err), err
+    assert len(calls) == 1
+    calls.clear()
+    assert cli("info", path)[0] == 0 and len(calls) == 1

@@ -14,14 +14,13 @@ from fcnxs.core.distributed import pick_device
 from fcnxs.core.errors import FcnxsError
 from fcnxs.core.precision import PRECISIONS, check_precision, emulation_warning
 from fcnxs.data.layouts import LAYOUTS, Dataset, open_dataset
-from fcnxs.formats.detect import detect_format
 from fcnxs.inference.file_pipeline import GPU_BATCH
 from fcnxs.inference.segmenter import Segmenter
 from fcnxs.inference.tta import MAX_SCALE, TTA
 from fcnxs.model.config import ARCHS
 from fcnxs.model.fcn import FCN
 from fcnxs.model.foreign import Weights
-from fcnxs.model.loading import load_model, model_from_weights, read_weights
+from fcnxs.model.loading import load_model
 
 MODEL_HELP = (
     "a model: an fcnxs .safetensors, an MXNet checkpoint (the .params, the -symbol.json, or "
@@ -86,12 +85,13 @@ def add_agreement_arguments(parser: argparse.ArgumentParser) -> None:
 
 def open_model(args: argparse.Namespace) -> FCN:
     """Load ``--model``; for a foreign format, say on stderr what was skipped or assumed."""
-    if detect_format(args.model) == "native":
-        return load_model(args.model, arch=args.arch, num_classes=args.num_classes)
-    weights = read_weights(args.model, epoch=args.epoch)
-    model = model_from_weights(weights, arch=args.arch, num_classes=args.num_classes)
-    describe(weights)
-    return model
+    return load_model(
+        args.model,
+        arch=args.arch,
+        num_classes=args.num_classes,
+        epoch=args.epoch,
+        on_foreign=describe,
+    )
 
 
 def open_segmenter(

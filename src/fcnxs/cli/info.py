@@ -9,10 +9,8 @@ import sys
 
 from fcnxs.cli.common import MODEL_HELP, describe
 from fcnxs.cli.options import NON_NEGATIVE
-from fcnxs.formats.detect import detect_format
 from fcnxs.model.geometry import crop_offsets
-from fcnxs.model.loading import model_from_weights, read_weights
-from fcnxs.model.modelfile import read_model_config
+from fcnxs.model.loading import model_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,12 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if detect_format(args.model) == "native":
-        config = read_model_config(args.model)
-    else:
-        weights = read_weights(args.model, epoch=args.epoch)
-        describe(weights, file=sys.stdout)
-        config = model_from_weights(weights).config
+    config = model_config(
+        args.model, epoch=args.epoch, on_foreign=lambda w: describe(w, file=sys.stdout)
+    )
     print(f"{args.model}: {config.arch}, {config.num_classes} classes")
     print(f"crop offsets: {crop_offsets(config)}")
     print(_numbers_on_one_line(json.dumps(json.loads(config.to_json()), indent=2)))

@@ -9,8 +9,6 @@ from pathlib import Path
 from fcnxs.core.errors import file_error
 from fcnxs.formats.mxnet import LIST_MAGIC
 
-FORMATS = ("native", "mxnet", "caffe", "torch")
-
 
 def detect_format(source: str | os.PathLike) -> str:
     """'native', 'mxnet', 'caffe' or 'torch', from the name or, failing that, the content."""

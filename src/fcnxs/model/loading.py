@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,14 +21,18 @@ from fcnxs.model.config import ModelConfig
 from fcnxs.model.fcn import FCN, empty_model
 from fcnxs.model.foreign import Weights, read_foreign_weights
 from fcnxs.model.initialisation import TransferReport, build_model, transfer
-from fcnxs.model.modelfile import read_model
+from fcnxs.model.modelfile import read_model, read_model_config
 
 
 def read_weights(
     source: str | os.PathLike, *, epoch: int | None = None, symbol: str | os.PathLike | None = None
 ) -> Weights:
     """Read any supported weight file (``epoch`` and ``symbol`` apply to MXNet)."""
-    kind = detect_format(symbol or source) if symbol else detect_format(source)
+    return _read(detect_format(symbol or source), source, epoch, symbol)
+
+
+def _read(kind: str, source: str | os.PathLike, epoch: int | None, symbol) -> Weights:
+    """`read_weights` of a file whose format is known."""
     if kind != "native":
         return read_foreign_weights(kind, source, epoch=epoch, symbol=symbol)
     model = read_model(source)
@@ -58,18 +63,42 @@ def load_model(
     epoch: int | None = None,
     symbol: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
+    on_foreign: Callable[[Weights], None] | None = None,
 ) -> FCN:
     """An FCN from any supported file, giving the outputs of the framework that wrote it.
 
     ``arch`` and ``num_classes``, when given, must agree with what the file defines
     (``arch`` decides only where the file cannot tell, which never happens for an FCN).
+    ``on_foreign`` hears of another framework's weights (what was skipped or assumed) once
+    the model is built from them. The file's format is found once.
     """
-    if symbol is None and detect_format(source) == "native":
+    kind = detect_format(symbol or source)
+    if symbol is None and kind == "native":
         model = read_model(source, device)
         _check_agrees(Path(source), model.config.arch, model.config.num_classes, arch, num_classes)
         return model
-    weights = read_weights(source, epoch=epoch, symbol=symbol)
-    return model_from_weights(weights, arch=arch, num_classes=num_classes).to(device)
+    weights = _read(kind, source, epoch, symbol)
+    model = model_from_weights(weights, arch=arch, num_classes=num_classes).to(device)
+    if on_foreign is not None:
+        on_foreign(weights)
+    return model
+
+
+def model_config(
+    source: str | os.PathLike,
+    *,
+    epoch: int | None = None,
+    on_foreign: Callable[[Weights], None] | None = None,
+) -> ModelConfig:
+    """The configuration a model file defines; a native file's is read without its weights."""
+    kind = detect_format(source)
+    if kind == "native":
+        return read_model_config(source)
+    weights = _read(kind, source, epoch, None)
+    config = model_from_weights(weights).config
+    if on_foreign is not None:
+        on_foreign(weights)
+    return config
 
 
 def model_from_weights(
