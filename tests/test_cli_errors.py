@@ -442,7 +442,10 @@ def test_binary_text_files_are_one_line_errors(cli, work):
         (b"[1]", "not a JSON object"),
         (b'{"epochs": 3}', "cannot use"),
         (b'{"arch": 5, "train_data": {}}', "arch is one of fcn32s, fcn16s, fcn8s, not 5"),
-        (b'{"arch": "fcn32s", "train_data": {}, "epochs": "x"}', "cannot use"),
+        (
+            b'{"arch": "fcn32s", "train_data": {}, "epochs": "x"}',
+            "epochs must be an integer, not 'x'",
+        ),
     ],
 )
 def test_a_hand_edited_run_json_is_one_line(cli, work, content, words):

@@ -1,6 +1,7 @@
 """Option values checked as the command line is parsed, before any file or folder exists.
 
-Every range the commands accept is written here once, as an argparse ``type``: a bad
+Every range the commands accept is an argparse ``type`` made from a `Range`
+(`fcnxs.core.ranges`, where the library's own checks read them too): a bad
 value stops the command with one line naming the option (exit 2) before a model is
 loaded or an output folder created. "0 means off" is used nowhere: an option that can be
 off is simply left out.
@@ -13,7 +14,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from fcnxs.core import ranges
 from fcnxs.core.palette import MAX_CLASSES
+from fcnxs.core.ranges import Range
 
 
 class Parser(argparse.ArgumentParser):
@@ -25,55 +28,41 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"fcnxs: error: {where}{message} (see {self.prog} --help)\n")
 
 
-def integer(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
-    """An int in [low, high]."""
+def option(allowed: Range) -> Callable[[str], float]:
+    """The argparse type of a number in ``allowed``."""
 
-    def parse(text: str) -> int:
+    def parse(text: str) -> float:
         try:
-            value = int(text)
+            value = int(text) if allowed.integer else float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
-        _check_range(value, text, low, high, closed_high=True)
+            kind = "an integer" if allowed.integer else "a number"
+            raise argparse.ArgumentTypeError(f"expected {kind}, not {text!r}") from None
+        problem = allowed.problem(value)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(problem.rsplit(", not ", 1)[0] + f", not {text}")
         return value
 
-    parse.__name__ = "integer"
+    parse.__name__ = "integer" if allowed.integer else "number"
     return parse
+
+
+def integer(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+    """An int in [low, high]."""
+    return option(Range(low, high, integer=True))
 
 
 def real(
     low: float | None = None, high: float | None = None, *, open_low=False, open_high=False
 ) -> Callable[[str], float]:
     """A finite float in [low, high] (or with open ends)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise argparse.ArgumentTypeError(f"expected a finite number, not {text!r}")
-        if open_low and low is not None and value <= low:
-            raise argparse.ArgumentTypeError(f"must be greater than {low:g}, not {text}")
-        _check_range(value, text, None if open_low else low, high, closed_high=not open_high)
-        return value
-
-    parse.__name__ = "number"
-    return parse
+    return option(Range(low, high, open_low, open_high))
 
 
-def _check_range(value, text: str, low, high, closed_high: bool) -> None:
-    if low is not None and value < low:
-        raise argparse.ArgumentTypeError(f"must be at least {low:g}, not {text}")
-    if high is not None and (value > high or (not closed_high and value >= high)):
-        bound = "at most" if closed_high else "less than"
-        raise argparse.ArgumentTypeError(f"must be {bound} {high:g}, not {text}")
-
-
-POSITIVE = integer(1)
-NON_NEGATIVE = integer(0)
+POSITIVE = option(ranges.POSITIVE)
+NON_NEGATIVE = option(ranges.NON_NEGATIVE)
 PORT = integer(1, 65535)
 CLASS_COUNT = integer(1, MAX_CLASSES)
-PROBABILITY = real(0.0, 1.0, open_high=True)
+PROBABILITY = option(ranges.FRACTION)
 """A probability that must leave something: dropout, a held-out fraction."""
 
 

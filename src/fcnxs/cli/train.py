@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from fcnxs.cli.common import add_dataset_arguments
-from fcnxs.cli.options import NON_NEGATIVE, POSITIVE, PROBABILITY, output_dir, real
+from fcnxs.cli.options import option, output_dir, real
 from fcnxs.core import distributed
 from fcnxs.core.errors import FcnxsError
 from fcnxs.model.config import ARCHS
@@ -14,7 +14,7 @@ from fcnxs.training.checkpoints import BEST
 from fcnxs.training.loop import train
 from fcnxs.training.pipeline import STAGES
 from fcnxs.training.pipeline import run_pipeline as run_pipeline_stages
-from fcnxs.training.settings import TRAINING_PRECISIONS, TrainSettings
+from fcnxs.training.settings import RANGES, TRAINING_PRECISIONS, TrainSettings
 
 
 def _add_validation_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,34 +36,38 @@ def _add_recipe_arguments(p: argparse.ArgumentParser, per_stage: bool) -> None:
     n = "+" if per_stage else None
     g.add_argument(
         "--epochs",
-        type=POSITIVE,
+        type=option(RANGES["epochs"]),
         nargs=n,
         help="per stage: 1 value or 3 (default 1)" if per_stage else "default 1",
     )
     g.add_argument(
         "--lr",
-        type=real(0, open_low=True),
+        type=option(RANGES["lr"]),
         nargs=n,
         help="default 1e-4 / 1e-5 / 1e-6 for fcn32s / 16s / 8s (mean loss)",
     )
     g.add_argument("--optimizer", choices=("sgd", "adam"), help=_default("optimizer"))
-    g.add_argument("--momentum", type=real(0, 1, open_high=True), help=_default("momentum"))
-    g.add_argument("--weight-decay", type=real(0), help=_default("weight_decay"))
+    g.add_argument("--momentum", type=option(RANGES["momentum"]), help=_default("momentum"))
+    g.add_argument(
+        "--weight-decay", type=option(RANGES["weight_decay"]), help=_default("weight_decay")
+    )
     g.add_argument(
         "--loss-reduction",
         choices=("sum", "mean"),
         help="mean (default): per non-void pixel; sum: as the original (lr 1e-10/1e-12/1e-14)",
     )
-    g.add_argument("--batch-size", type=POSITIVE, help=_default("batch_size"))
+    g.add_argument("--batch-size", type=option(RANGES["batch_size"]), help=_default("batch_size"))
     g.add_argument(
         "--warmup",
-        type=NON_NEGATIVE,
+        type=option(RANGES["warmup"]),
         metavar="STEPS",
         help="raise the learning rate linearly over the first STEPS steps (default 0); "
         "Adam from a random start needs it",
     )
     g.add_argument(
-        "--cut-off-size", type=POSITIVE, help="the tutorial's random crop of large images"
+        "--cut-off-size",
+        type=option(RANGES["cut_off_size"]),
+        help="the tutorial's random crop of large images",
     )
     g.add_argument(
         "--scale",
@@ -73,13 +77,33 @@ def _add_recipe_arguments(p: argparse.ArgumentParser, per_stage: bool) -> None:
         help="random rescaling, e.g. 0.5 2.0",
     )
     g.add_argument("--flip", action="store_true", default=None, help="random horizontal flips")
-    g.add_argument("--crop-size", type=POSITIVE, help="random crops of this size, padded with void")
-    g.add_argument("--dropout", type=PROBABILITY, help="fc6/fc7 dropout in [0, 1) (default 0.5)")
+    g.add_argument(
+        "--crop-size",
+        type=option(RANGES["crop_size"]),
+        help="random crops of this size, padded with void",
+    )
+    g.add_argument(
+        "--dropout", type=option(RANGES["dropout"]), help="fc6/fc7 dropout in [0, 1) (default 0.5)"
+    )
     g.add_argument("--precision", choices=TRAINING_PRECISIONS, help=_default("precision"))
-    g.add_argument("--workers", type=NON_NEGATIVE, help=f"loader processes ({_default('workers')})")
+    g.add_argument(
+        "--workers",
+        type=option(RANGES["workers"]),
+        help=f"loader processes ({_default('workers')})",
+    )
     g.add_argument("--seed", type=int, help=_default("seed"))
-    g.add_argument("--save-every", type=POSITIVE, metavar="N", help="also checkpoint every N steps")
-    g.add_argument("--log-every", type=POSITIVE, metavar="N", help="log every N batches (50)")
+    g.add_argument(
+        "--save-every",
+        type=option(RANGES["save_every"]),
+        metavar="N",
+        help="also checkpoint every N steps",
+    )
+    g.add_argument(
+        "--log-every",
+        type=option(RANGES["log_every"]),
+        metavar="N",
+        help="log every N batches (50)",
+    )
     g.add_argument(
         "--skip-bad",
         action="store_true",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fcnxs.core import ranges
 from fcnxs.core.errors import FcnxsError, file_error
 from fcnxs.data.transforms import Augmentation
 from fcnxs.model.architecture import ARCHS
@@ -22,6 +23,22 @@ from fcnxs.training.checkpoints import RUN_SETTINGS, read_settings
 DEFAULT_LR = dict(zip(ARCHS, (1e-4, 1e-5, 1e-6), strict=True))
 """The tutorial's learning rates with the per-pixel mean loss, coarse to fine."""
 TRAINING_PRECISIONS = ("fp32", "tf32", "bf16")
+RANGES = {
+    "epochs": ranges.POSITIVE,
+    "lr": ranges.POSITIVE_REAL,
+    "momentum": ranges.FRACTION,
+    "warmup": ranges.NON_NEGATIVE,
+    "weight_decay": ranges.NON_NEGATIVE_REAL,
+    "batch_size": ranges.POSITIVE,
+    "cut_off_size": ranges.POSITIVE,
+    "crop_size": ranges.POSITIVE,
+    "dropout": ranges.FRACTION,
+    "workers": ranges.NON_NEGATIVE,
+    "save_every": ranges.POSITIVE,
+    "log_every": ranges.POSITIVE,
+}
+"""Each numeric setting's range (None, where allowed, means "not asked for"); the command
+line's options take the same ranges."""
 ON_RESUME = ("epochs", "workers", "log_every", "save_every")
 """The settings a resumed run may change: how long it runs and how, not what it learns."""
 
@@ -128,29 +145,22 @@ class TrainSettings:
         low, high = self.scale or (1.0, 1.0)
         checks = [
             (isinstance(self.train_data, dict), "`train_data` names a dataset"),
-            (self.epochs >= 1, "`epochs` must be at least 1"),
-            (self.batch_size >= 1, "`batch_size` must be at least 1"),
-            (self.learning_rate > 0, "`lr` must be positive"),
             (self.loss_reduction in ("sum", "mean"), "`loss_reduction` is sum or mean"),
             (
                 self.precision in TRAINING_PRECISIONS,
                 f"`precision` is one of {', '.join(TRAINING_PRECISIONS)}",
             ),
             (self.optimizer in ("sgd", "adam"), "`optimizer` is sgd or adam"),
-            (0 <= self.momentum < 1, "`momentum` must be in [0, 1)"),
-            (self.warmup >= 0, "`warmup` must be at least 0"),
-            (self.weight_decay >= 0, "`weight_decay` must be at least 0"),
             (0 < low <= high, "`scale` takes LOW HIGH with 0 < LOW ≤ HIGH"),
-            (self.dropout is None or 0 <= self.dropout < 1, "`dropout` must be in [0, 1)"),
-            (self.workers >= 0, "`workers` must be at least 0"),
-            (self.log_every >= 1, "`log_every` must be at least 1"),
         ]
-        for name in ("cut_off_size", "crop_size", "save_every"):
-            value = getattr(self, name)
-            checks.append((value is None or value >= 1, f"`{name}` must be at least 1"))
         for ok, message in checks:
             if not ok:
                 raise FcnxsError(message)
+        for name, allowed in RANGES.items():
+            value = getattr(self, name)
+            problem = None if value is None else allowed.problem(value)
+            if problem is not None:
+                raise FcnxsError(f"`{name}` {problem}")
 
 
 VAL_PARAMETERS = {"split": "val_split", "list_file": "val_list", "images": "val_images",
