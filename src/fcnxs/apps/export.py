@@ -14,8 +14,10 @@ from torch import nn
 
 from fcnxs.core.atomic import atomic_path
 from fcnxs.core.errors import FcnxsError
+from fcnxs.inference.segmenter import Segmenter
 from fcnxs.model.fcn import FCN, evaluating
 from fcnxs.model.geometry import padded_length
+from fcnxs.model.preprocessing import normalise
 
 OPSET = 17
 OPSETS = (10, 20)
@@ -90,23 +92,27 @@ def export_onnx(model: FCN, path: str | os.PathLike, opset: int = OPSET) -> Path
 
 
 def check_onnx(model: FCN, path: str | os.PathLike, sizes: list[tuple[int, int]]) -> float | None:
-    """The largest |ONNX − PyTorch| over ``sizes``, relative to the largest |logit|; None
-    when every logit is zero (a fresh model's): then agreement would prove nothing."""
+    """The largest |ONNX − fcnxs| over random images of ``sizes``, relative to the largest
+    |logit|, fcnxs's scores being those ``segment`` computes (the one engine, a
+    `Segmenter`); None when every logit is zero (a fresh model's): then agreement would
+    prove nothing."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    segmenter = Segmenter(model, tile=None)
     worst, largest = 0.0, 0.0
     rng = np.random.default_rng(0)
     for h, w in sizes:
-        x = rng.normal(0, 50, (1, 3, h, w)).astype(np.float32)
-        (ours,) = session.run(["scores"], {"image": x})
-        with evaluating(model):
-            reference = model(torch.from_numpy(x).to(model.device)).cpu().numpy()
-        if ours.shape != reference.shape:
-            raise FcnxsError(f"{path}: ONNX output {ours.shape} for input {h}×{w}")
-        scale = float(np.abs(reference).max())
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        pixels = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
+        image = normalise(pixels, model.config.preprocessing).numpy()
+        (theirs,) = session.run(["scores"], {"image": image})
+        ours = segmenter.scores(rgb)[None].numpy()
+        if theirs.shape != ours.shape:
+            raise FcnxsError(f"{path}: ONNX output {theirs.shape} for input {h}×{w}")
+        scale = float(np.abs(ours).max())
         largest = max(largest, scale)
-        worst = max(worst, float(np.abs(ours - reference).max()) / max(scale, 1e-12))
+        worst = max(worst, float(np.abs(theirs - ours).max()) / max(scale, 1e-12))
     return worst if largest > 0 else None
 
 
