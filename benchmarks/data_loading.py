@@ -15,8 +15,8 @@ from pathlib import Path
 
 from machine import describe_machine
 
-from fcnxs.data.dataset import SegmentationData, make_loader, start_epoch
 from fcnxs.data.layouts import open_dataset
+from fcnxs.data.loader import SegmentationData, make_loader, start_epoch
 from fcnxs.data.synth import write_synthetic_voc
 from fcnxs.data.transforms import Augmentation
 from fcnxs.model.config import MXNET_PREPROCESSING

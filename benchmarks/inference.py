@@ -61,9 +61,10 @@ def run_engine(engine: str, model_path: str, image: np.ndarray, runs: int, work:
     import torch
 
     import fcnxs
+    from fcnxs.model.preprocessing import to_input
 
     model = fcnxs.load_model(model_path).eval()
-    x = model.preprocess(image)
+    x = to_input(image, model.config.preprocessing)
     if engine.startswith("fcnxs segment"):
         from fcnxs.cli.allocator import keep_freed_memory
         from fcnxs.inference.segmenter import Segmenter

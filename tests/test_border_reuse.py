@@ -13,10 +13,10 @@ from fcnxs.core import precision
 from fcnxs.inference.border_reuse import MIN_SAVING, BorderReuse
 from fcnxs.inference.windows import (
     Window,
+    frame_plan,
     image_windows,
+    patch_span,
     saved_share,
-    tile_plan,
-    tile_span,
     zero_index,
     zero_rims,
     zero_shortened,
@@ -146,18 +146,18 @@ def test_the_memory_budget_keeps_only_the_newest_size(fcn8s_model):
 
 
 @pytest.mark.parametrize("ceil", [False, True])
-def test_every_input_window_lies_inside_the_tile_its_layer_reads(ceil):
+def test_every_input_window_lies_inside_the_patch_its_layer_reads(ceil):
     for height in range(26, 1200, 3):
         for width in range(26, 1200, 41):
             inputs = (Window(0, height, height), Window(0, width, width))
-            for layer, (rows, cols, tiled) in zip(
-                TRUNK, tile_plan(height, width, ceil), strict=True
+            for layer, (rows, cols, framed) in zip(
+                TRUNK, frame_plan(height, width, ceil), strict=True
             ):
                 pad = layer.pad if isinstance(layer, Conv) else 0
                 for window_in, window in zip(inputs, (rows, cols), strict=True):
-                    start, end = tile_span(layer, window, window_in.size)
+                    start, end = patch_span(layer, window, window_in.size)
                     inside = start <= window_in.lo + pad and window_in.hi + pad <= end
-                    assert inside or not tiled, (height, width, layer.name)
+                    assert inside or not framed, (height, width, layer.name)
                 inputs = (rows, cols)
 
 

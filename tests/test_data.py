@@ -8,17 +8,17 @@ from torch.utils.data import DataLoader
 from fcnxs.cli import main
 from fcnxs.core.errors import FcnxsError
 from fcnxs.data.classes import VOC, ClassList, read_classes_file, write_classes_file
-from fcnxs.data.dataset import (
+from fcnxs.data.dataset import load_pair
+from fcnxs.data.images import write_label_png
+from fcnxs.data.layouts import open_dataset
+from fcnxs.data.loader import (
     BadSample,
     SegmentationData,
     batches,
-    load_pair,
     make_loader,
     pad_collate,
     start_epoch,
 )
-from fcnxs.data.images import write_label_png
-from fcnxs.data.layouts import open_dataset
 from fcnxs.data.synth import write_synthetic_voc
 from fcnxs.data.transforms import Augmentation, CutOff, crop_or_pad
 from fcnxs.model.config import MXNET_PREPROCESSING

@@ -8,6 +8,7 @@ from writers import caffe_layers_from_state, write_caffemodel
 
 import fcnxs
 from fcnxs.formats.caffe import read_caffe_blobs
+from fcnxs.model.preprocessing import to_input
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +78,7 @@ def test_first_layer_group_matches_a_hand_written_caffe_computation(atonce):
     seen = {}
     model.pool1.register_forward_hook(lambda m, i, out: seen.setdefault("pool1", out))
     with torch.inference_mode():  # the dense network (segment computes windows of pool1)
-        model.eval()(model.preprocess(image))
+        model.eval()(to_input(image, model.config.preprocessing))
     np.testing.assert_allclose(seen["pool1"][0].numpy(), expected, rtol=1e-4, atol=1e-3)
 
 

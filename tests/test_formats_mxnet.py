@@ -64,11 +64,11 @@ def test_symbol_semantics_2015_style(tmp_path):
                     offsets={"score_pool4c": 5, "upscore": 30})  # fmt: skip
     info = read_mxnet_symbol(tmp_path / "old-symbol.json")
     assert info.output_padding is False and info.pool_rounding == "floor"
-    assert info.crop_offsets == {"score_pool4": 5, "bigscore": 30}  # by the layer cropped
+    assert info.offsets_of_cropped == {"score_pool4": 5, "bigscore": 30}  # by the layer cropped
     write_mx_symbol(tmp_path / "new-symbol.json", "fcn8s", 21, pooling="full", attr_key="attr")
     info = read_mxnet_symbol(tmp_path / "new-symbol.json")
     assert info.output_padding is True and info.pool_rounding == "ceil"
-    assert info.crop_offsets == {"score_pool4": 5, "score_pool3": 9, "bigscore": 31}
+    assert info.offsets_of_cropped == {"score_pool4": 5, "score_pool3": 9, "bigscore": 31}
 
 
 @pytest.mark.slow

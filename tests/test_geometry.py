@@ -5,7 +5,7 @@ from writers import REFERENCE_OFFSETS
 
 from fcnxs.model.config import ARCHS, CAFFE_SEMANTICS, ModelConfig, Semantics
 from fcnxs.model.geometry import (
-    Window,
+    Axis,
     derive_crop_offsets,
     feature_sizes,
     fits,
@@ -39,7 +39,7 @@ def test_feature_sizes_at_375x500_under_mxnet_semantics():
 
 @pytest.mark.parametrize("ceil", [False, True])
 def test_pool_window_sizes_match_pytorch(ceil):
-    window = Window(2, 2, ceil=ceil)
+    window = Axis(2, 2, ceil=ceil)
     pool = nn.MaxPool2d(2, 2, ceil_mode=ceil)
     for n in range(2, 40):
         assert window.out_size(n) == pool(torch.empty(1, 1, n, 2, device="meta")).shape[2]
@@ -47,7 +47,7 @@ def test_pool_window_sizes_match_pytorch(ceil):
 
 @pytest.mark.parametrize("stride,adj", [(2, 0), (2, 1), (8, 7), (32, 0)])
 def test_transposed_window_sizes_match_pytorch(stride, adj):
-    window = Window(2 * stride, stride, transposed=True, output_padding=adj)
+    window = Axis(2 * stride, stride, transposed=True, output_padding=adj)
     up = nn.ConvTranspose2d(1, 1, 2 * stride, stride, output_padding=adj, device="meta")
     for n in range(1, 20):
         assert window.out_size(n) == up(torch.empty(1, 1, n, 1, device="meta")).shape[2]

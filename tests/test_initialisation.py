@@ -72,7 +72,7 @@ def test_staged_transfer_vgg16_to_32s_to_16s_to_8s():
         for p in fcn32.parameters():
             p.add_(torch.randn_like(p))
     fcn16 = fcnxs.build_model("fcn16s", num_classes=21, seed=2)
-    report = fcnxs.transfer(fcn16, fcn32.state_dict())
+    report = fcnxs.transfer(fcn16, fcn32)  # a model, as well as its state dict
     s16, s32 = fcn16.state_dict(), fcn32.state_dict()
     assert set(report.copied) == set(s32) - {"bigscore.weight"}
     assert all(torch.equal(s16[k], s32[k]) for k in report.copied)

@@ -9,9 +9,9 @@ from PIL import Image
 
 from fcnxs.cli import main
 from fcnxs.core.palette import VOID_LABEL, voc_colormap
-from fcnxs.data.benchmarks import ADE20K, CITYSCAPES
 from fcnxs.data.classes import read_classes_file
 from fcnxs.data.dataset import load_pair
+from fcnxs.data.label_maps import ADE20K, CITYSCAPES
 from fcnxs.data.layouts import detect_layout, open_dataset
 
 CITYSCAPES_IDS = {0: VOID_LABEL, 1: VOID_LABEL, 7: 0, 8: 1, 9: VOID_LABEL, 24: 11, 26: 13,

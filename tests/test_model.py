@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 import fcnxs
 from fcnxs.model.config import ARCHS, CAFFE_SEMANTICS, Semantics
+from fcnxs.model.preprocessing import to_input
 from helpers import meta_model, random_image
 
 PARAMETERS = {"fcn32s": 136_152_917, "fcn16s": 134_815_994, "fcn8s": 134_489_759}
@@ -95,7 +96,7 @@ def test_at_once_pool_scaling_equals_scaled_score_weights():
 def test_preprocessing_follows_the_configuration():
     image = torch.arange(3 * 2 * 2, dtype=torch.uint8).reshape(3, 2, 2).permute(1, 2, 0)
     mx = fcnxs.build_model("fcn32s", num_classes=2, seed=0)
-    x = mx.preprocess(image.numpy())
+    x = to_input(image.numpy(), mx.config.preprocessing)
     expected = image.permute(2, 0, 1).float() - torch.tensor([123.68, 116.779, 103.939]).view(
         3, 1, 1
     )
@@ -104,7 +105,7 @@ def test_preprocessing_follows_the_configuration():
                               preprocessing=fcnxs.model.config.CAFFE_PREPROCESSING)  # fmt: skip
     bgr = image.permute(2, 0, 1).float().flip(0)
     torch.testing.assert_close(
-        caffe.preprocess(image.numpy())[0],
+        to_input(image.numpy(), caffe.config.preprocessing)[0],
         bgr - torch.tensor([104.00699, 116.66877, 122.67892]).view(3, 1, 1),
     )
     tv = fcnxs.build_model(
@@ -113,7 +114,8 @@ def test_preprocessing_follows_the_configuration():
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     torch.testing.assert_close(
-        tv.preprocess(image.numpy())[0], (image.permute(2, 0, 1) / 255 - mean) / std
+        to_input(image.numpy(), tv.config.preprocessing)[0],
+        (image.permute(2, 0, 1) / 255 - mean) / std,
     )
 
 

@@ -127,7 +127,7 @@ def test_transparent_pixels_are_the_models_mean_colour(fcn8s_model, rng):
 def test_folders_globs_and_layout(tmp_path, model_file, rng):
     tree = tmp_path / "photos"
     (tree / "2024" / "june").mkdir(parents=True)
-    for rel in ["a.jpg", "2024/b.png", "2024/june/c.jpg", "2024/june/notes.txt"]:
+    for rel in ["a.jpg", "2024/b.png", "2024/june/c.jpg", "2024/june/notes.txt", "2024/d.ppm"]:
         path = tree / rel
         if rel.endswith(".txt"):
             path.write_text("skip me")
@@ -136,7 +136,7 @@ def test_folders_globs_and_layout(tmp_path, model_file, rng):
     out = tmp_path / "out"
     assert main(["segment", str(tree), "--recursive", "--model", model_file, "-o", str(out)]) == 0
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
-    assert written == ["2024/b.png", "2024/june/c.png", "a.png"]
+    assert written == ["2024/b.png", "2024/d.png", "2024/june/c.png", "a.png"]
     flat = tmp_path / "flat"
     assert main(["segment", str(tree), "--model", model_file, "-o", str(flat)]) == 0
     assert [p.name for p in flat.rglob("*.png")] == ["a.png"]

@@ -29,9 +29,9 @@ from fcnxs.core.atomic import save_figure, save_image, write_text
 from fcnxs.core.distributed import Context, pick_device
 from fcnxs.core.errors import file_error
 from fcnxs.core.precision import check_precision, fast_precision
-from fcnxs.data.dataset import read_truth
+from fcnxs.data.dataset import Dataset, read_truth
 from fcnxs.data.images import label_image
-from fcnxs.data.layouts import Dataset, open_dataset
+from fcnxs.data.layouts import open_dataset
 from fcnxs.data.synth import write_synthetic_voc
 from fcnxs.evaluation.evaluate import evaluate_model
 from fcnxs.evaluation.report import report_dict

@@ -13,7 +13,8 @@ from fcnxs.cli.options import CLASS_COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, 
 from fcnxs.core.distributed import pick_device
 from fcnxs.core.errors import FcnxsError
 from fcnxs.core.precision import PRECISIONS, check_precision, emulation_warning
-from fcnxs.data.layouts import LAYOUTS, Dataset, open_dataset
+from fcnxs.data.dataset import Dataset
+from fcnxs.data.layouts import LAYOUTS, open_dataset
 from fcnxs.inference.file_pipeline import GPU_BATCH
 from fcnxs.inference.segmenter import Segmenter
 from fcnxs.inference.tta import MAX_SCALE, TTA

@@ -19,7 +19,7 @@ from fcnxs.cli.options import NON_NEGATIVE, output_dir, output_file
 from fcnxs.core import distributed
 from fcnxs.core.collisions import refuse_replacing
 from fcnxs.core.errors import FcnxsError
-from fcnxs.data.layouts import Dataset
+from fcnxs.data.dataset import Dataset
 from fcnxs.evaluation.evaluate import (
     evaluate_model,
     evaluate_predictions,

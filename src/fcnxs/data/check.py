@@ -11,8 +11,7 @@ from fcnxs.core.errors import FcnxsError
 from fcnxs.core.palette import VOID_LABEL
 from fcnxs.core.progress import progress
 from fcnxs.data.class_weights import median_frequency
-from fcnxs.data.dataset import load_pair
-from fcnxs.data.layouts import Dataset
+from fcnxs.data.dataset import Dataset, load_pair
 
 
 @dataclass

@@ -15,7 +15,7 @@ from fcnxs.core.atomic import save_image
 from fcnxs.core.errors import FcnxsError, file_error, require_file
 from fcnxs.core.palette import voc_colormap
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:

@@ -6,7 +6,7 @@
   ``class_names.txt``, and without split files its one split, ``all``, is every image.
 - SBD: ``img/<id>.jpg``, ``cls/<id>.mat``, ``<split>.txt``.
 - ADE20K: ``images/{training,validation}/<id>.jpg``, ``annotations/<split>/<id>.png``
-  (``train`` and ``val`` name them too); label files as `fcnxs.data.benchmarks` says.
+  (``train`` and ``val`` name them too); label files as `fcnxs.data.label_maps` says.
 - Cityscapes: ``leftImg8bit/<split>/<city>/<id>_leftImg8bit.png``,
   ``gtFine/<split>/<city>/<id>_gtFine_labelIds.png``; label ids as the same module says.
 - A tutorial list file: ``index<TAB>image<TAB>label``, paths relative to the root.
@@ -21,51 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from fcnxs.core.errors import FcnxsError, file_error, read_text
-from fcnxs.data.benchmarks import ADE20K, ADE20K_LABEL_MAP, CITYSCAPES, CITYSCAPES_LABEL_MAP
 from fcnxs.data.classes import CLASSES_FILE, VOC, ClassList, read_classes_file, read_name_list
+from fcnxs.data.dataset import MASK_SUFFIXES, Dataset, Sample
 from fcnxs.data.images import IMAGE_SUFFIXES
-from fcnxs.data.labels import read_label
-
-MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".mat")
-
-
-@dataclass(frozen=True)
-class Sample:
-    id: str
-    image: Path
-    label: Path
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A list of samples and the classes their labels use."""
-
-    name: str
-    samples: tuple[Sample, ...]
-    classes: ClassList
-    index_files: tuple[Path, ...] = ()
-    """The files read to find the samples and classes (split or list file, classes file)."""
-    label_map: tuple[int, ...] | None = None
-    """256 entries: the class (or 255, void) of each value stored in the label files, for
-    layouts that store other values than class indices (ADE20K, Cityscapes)."""
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def read_label(self, sample: Sample) -> np.ndarray:
-        """A sample's H×W uint8 map of class indices (255 = void)."""
-        label = read_label(sample.label, self.classes)
-        if self.label_map is None:
-            return label
-        return np.asarray(self.label_map, dtype=np.uint8)[label]
-
-    def files(self) -> list[Path]:
-        """Every file the dataset consists of: its samples and its index files."""
-        return [p for s in self.samples for p in (s.image, s.label)] + list(self.index_files)
-
+from fcnxs.data.label_maps import ADE20K, ADE20K_LABEL_MAP, CITYSCAPES, CITYSCAPES_LABEL_MAP
 
 LABELME_CLASSES_FILE = "class_names.txt"
 """Where labelme2voc writes its class names, one a line, ``_background_`` first."""

@@ -13,10 +13,9 @@ import torch
 from fcnxs.core.distributed import Context, sum_over_processes
 from fcnxs.core.errors import FcnxsError, Problems, file_error
 from fcnxs.core.progress import progress
-from fcnxs.data.dataset import load_pair, read_truth
+from fcnxs.data.dataset import MASK_SUFFIXES, Dataset, Sample, load_pair, read_truth
 from fcnxs.data.images import write_label_png
 from fcnxs.data.labels import read_label
-from fcnxs.data.layouts import MASK_SUFFIXES, Dataset, Sample
 from fcnxs.evaluation.metrics import ConfusionMatrix
 from fcnxs.inference.file_pipeline import segment_files
 from fcnxs.inference.segmenter import Segmenter

@@ -108,8 +108,10 @@ class SymbolInfo:
 
     layers: dict[str, str]
     """Name → op of every node with parameters (Convolution, Deconvolution)."""
-    crop_offsets: dict[str, int]
-    """Keyed by the layer each crop cuts (score_pool4, score_pool3, bigscore in fcn-xs)."""
+    offsets_of_cropped: dict[str, int]
+    """Each crop's offset, keyed by the layer it cuts (score_pool4, score_pool3, bigscore),
+    which names a role in every version of the symbols; a model's `crop_offsets` are keyed
+    by the crops themselves (`fcnxs.model.foreign` maps one to the other)."""
     pool_rounding: str
     output_padding: bool
     num_classes: int | None
@@ -159,7 +161,7 @@ def read_mxnet_symbol(path: str | Path) -> SymbolInfo:
         raise file_error(path, "mixes pooling conventions or upsampler paddings")
     return SymbolInfo(
         layers=layers,
-        crop_offsets=offsets,
+        offsets_of_cropped=offsets,
         pool_rounding=roundings.pop() if roundings else "floor",
         output_padding=paddings.pop() if paddings else True,
         num_classes=num_classes,

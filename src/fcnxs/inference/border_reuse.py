@@ -31,9 +31,9 @@ from fcnxs.core import torch_internals
 from fcnxs.inference.prepacked import PackedConvs
 from fcnxs.inference.windows import (
     Window,
+    frame_plan,
+    patch_span,
     saved_share,
-    tile_plan,
-    tile_span,
     zero_index,
     zero_shortened,
 )
@@ -42,7 +42,7 @@ from fcnxs.model.fcn import FCN
 
 MAX_CACHED_BYTES = 3 << 29
 """What is kept: the packed weights (0.8 GB in fp32, shared by every size) and, per size
-seen, the frames its tiles read and the skip pools' borders (20 MB at 375×500 in fp32); the
+seen, the frames its patches read and the skip pools' borders (20 MB at 375×500 in fp32); the
 newest size is always kept."""
 MIN_SAVING = 0.15
 """Below this share of the trunk's work saved (inputs over about 1.2 megapixels), the
@@ -93,9 +93,9 @@ class _ZeroMap:
 
 @dataclass
 class _Frame:
-    """What a tiled layer reads around the window the previous layer computed, for one
-    input size: the tile's place in the layer's padded input, the window's place in the
-    tile, and the strips of the all-zero image's map around it."""
+    """What a framed layer reads around the window the previous layer computed, for one
+    input size: the patch's place in the layer's padded input, the window's place in the
+    patch, and the strips of the all-zero image's map around it."""
 
     shape: tuple[int, int]
     window: tuple[slice, slice]
@@ -103,7 +103,7 @@ class _Frame:
 
     @classmethod
     def of(cls, zero: _ZeroMap, rows: tuple[int, int], cols: tuple[int, int], window) -> _Frame:
-        """The frame of ``window`` (rows, columns in the tile) in the tile ``rows`` ×
+        """The frame of ``window`` (rows, columns in the patch) in the patch ``rows`` ×
         ``cols`` of the padded input."""
         (r0, r1), (c0, c1) = rows, cols
         inner_rows, inner_cols = window
@@ -125,22 +125,22 @@ class _Frame:
         return sum(s.numel() * s.element_size() for *_, s in self.strips)
 
     def around(self, x: torch.Tensor) -> torch.Tensor:
-        """The tile: ``x`` in its window, framed."""
-        tile = torch.empty(
+        """The patch: ``x`` in its window, framed."""
+        patch = torch.empty(
             (*x.shape[:2], *self.shape),
             dtype=x.dtype,
             device=x.device,
             memory_format=_memory_format(x),
         )
-        tile[(..., *self.window)] = x
+        patch[(..., *self.window)] = x
         for r, c, strip in self.strips:
-            tile[..., r, c] = strip
-        return tile
+            patch[..., r, c] = strip
+        return patch
 
 
 @dataclass
 class _Size:
-    """What is kept for one input size: the frame each tiled layer reads, and the skip
+    """What is kept for one input size: the frame each framed layer reads, and the skip
     pools' maps for an all-zero image where their windows are not whole."""
 
     frames: list[_Frame | None]
@@ -217,11 +217,11 @@ class BorderReuse:
                 self._sizes.popitem(last=False)
 
     def _zero_maps(self, x: torch.Tensor) -> list[_ZeroMap | None]:
-        """The padded input of every tiled layer for an all-zero image: the trunk, up to
+        """The padded input of every framed layer for an all-zero image: the trunk, up to
         the last of them, on an all-zero input shortened as far as its rims allow."""
         height, width = x.shape[-2:]
-        tiled = [t for _, _, t in tile_plan(height, width, self._ceil)]
-        layers = max(i for i, t in enumerate(tiled) if t) + 1
+        framed = [t for _, _, t in frame_plan(height, width, self._ceil)]
+        layers = max(i for i, t in enumerate(framed) if t) + 1
         short_h = zero_shortened(height, layers, self._ceil)
         short_w = zero_shortened(width, layers, self._ceil)
         rows = zero_index(height, short_h, self._ceil)
@@ -230,7 +230,7 @@ class BorderReuse:
         maps: list[_ZeroMap | None] = []
         for i, layer in enumerate(TRUNK[:layers]):
             index_h, index_w = rows[i].to(x.device), cols[i].to(x.device)
-            maps.append(_ZeroMap(_padded(z, layer), index_h, index_w) if tiled[i] else None)
+            maps.append(_ZeroMap(_padded(z, layer), index_h, index_w) if framed[i] else None)
             if isinstance(layer, Conv):
                 z = self._relu_conv(getattr(self.model, layer.name), z, layer.pad)
             else:
@@ -238,22 +238,22 @@ class BorderReuse:
         return maps
 
     def _kept(self, x: torch.Tensor) -> _Size:
-        """What a size keeps: the frames its tiles read, and the skip pools' borders, read
+        """What a size keeps: the frames its patches read, and the skip pools' borders, read
         once from the all-zero image's maps, which are then dropped."""
         height, width = x.shape[-2:]
         zero = self._zero_maps(x)
         frames: list[_Frame | None] = []
         pools = {}
         rows_in, cols_in = Window(0, height, height), Window(0, width, width)
-        for i, (layer, (rows, cols, tiled)) in enumerate(
-            zip(TRUNK, tile_plan(height, width, self._ceil), strict=True)
+        for i, (layer, (rows, cols, framed)) in enumerate(
+            zip(TRUNK, frame_plan(height, width, self._ceil), strict=True)
         ):
             pad = layer.pad if isinstance(layer, Conv) else 0
             frame = None
-            if tiled:
-                span_rows = tile_span(layer, rows, rows_in.size)
-                span_cols = tile_span(layer, cols, cols_in.size)
-                # The input window lies inside the tile (tested over sizes, both roundings).
+            if framed:
+                span_rows = patch_span(layer, rows, rows_in.size)
+                span_cols = patch_span(layer, cols, cols_in.size)
+                # The input window lies inside the patch (tested over sizes, both roundings).
                 top, left = rows_in.lo + pad - span_rows[0], cols_in.lo + pad - span_cols[0]
                 window = (
                     slice(top, top + rows_in.hi - rows_in.lo),
@@ -262,7 +262,7 @@ class BorderReuse:
                 frame = _Frame.of(zero[i], span_rows, span_cols, window)
             frames.append(frame)
             if layer.name in SKIP_POOLS and not (rows.full and cols.full):
-                consumer = TRUNK[i + 1]  # a convolution, tiled: its input is not whole
+                consumer = TRUNK[i + 1]  # a convolution, framed: its input is not whole
                 p = consumer.pad
                 pools[layer.name] = zero[i + 1].read(
                     slice(p, p + rows.size), slice(p, p + cols.size)
@@ -274,7 +274,7 @@ class BorderReuse:
         pools = {}
         height, width = x.shape[-2:]
         for i, (layer, (rows, cols, _)) in enumerate(
-            zip(TRUNK, tile_plan(height, width, self._ceil), strict=True)
+            zip(TRUNK, frame_plan(height, width, self._ceil), strict=True)
         ):
             module = getattr(self.model, layer.name)
             frame = kept.frames[i]

@@ -61,9 +61,9 @@ def saved_share(height: int, width: int, ceil: bool = False) -> float:
     return 1 - dependent / total if total else 0.0
 
 
-def tile_plan(height: int, width: int, ceil: bool = False) -> list[tuple[Window, Window, bool]]:
+def frame_plan(height: int, width: int, ceil: bool = False) -> list[tuple[Window, Window, bool]]:
     """Per trunk layer: its output windows along rows and columns, and whether it runs on
-    a tile (its input or its output is only a window), reading a kept border."""
+    a patch (its input or its output is only a window), reading a kept border."""
     plan, input_full = [], True  # the image itself is all image
     for rows, cols in zip(image_windows(height, ceil), image_windows(width, ceil), strict=True):
         output_full = rows.full and cols.full
@@ -72,7 +72,7 @@ def tile_plan(height: int, width: int, ceil: bool = False) -> list[tuple[Window,
     return plan
 
 
-def tile_span(layer: Conv | Pool, window: Window, input_size: int) -> tuple[int, int]:
+def patch_span(layer: Conv | Pool, window: Window, input_size: int) -> tuple[int, int]:
     """Along one axis, the positions of a layer's padded input that its output ``window``
     reads."""
     if isinstance(layer, Conv):

@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from fcnxs.model.architecture import (
@@ -30,7 +28,6 @@ from fcnxs.model.architecture import (
 )
 from fcnxs.model.config import ModelConfig
 from fcnxs.model.geometry import crop_offsets, padded_length, upsampler
-from fcnxs.model.preprocessing import to_input
 
 
 def _upsampler(num_classes: int, stride: int, config: ModelConfig) -> nn.ConvTranspose2d:
@@ -161,10 +158,6 @@ class FCN(nn.Module):
             x = upsampled + _crop(scored, self.crop_offsets[skip.crop], h, w)
         x = getattr(self, FINAL_UPSAMPLER)(x)
         return _crop(x, self.crop_offsets[FINAL_CROP], height, width)
-
-    def preprocess(self, image: Image.Image | np.ndarray) -> torch.Tensor:
-        """The (1, 3, H, W) input tensor for a PIL image or an H×W×3 uint8 RGB array."""
-        return to_input(image, self.config.preprocessing)
 
     @property
     def device(self) -> torch.device:

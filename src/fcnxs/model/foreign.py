@@ -115,7 +115,7 @@ def _mxnet_weights(source, epoch, symbol) -> Weights:
             f"{checkpoint.params} holds {arch or 'a VGG16'}",
         )
     crops = {}
-    for layer, offset in info.crop_offsets.items():
+    for layer, offset in info.offsets_of_cropped.items():
         if layer not in CROP_OF:
             raise file_error(symbol_path, f"crops an unexpected layer {layer!r}")
         crops[CROP_OF[layer]] = offset

@@ -27,7 +27,7 @@ from fcnxs.model.config import ModelConfig, Semantics
 
 
 @dataclass(frozen=True)
-class Window:
+class Axis:
     """One axis of a convolution, pooling or transposed convolution."""
 
     kernel: int
@@ -60,7 +60,7 @@ class Window:
         return Fraction(self.stride), centre
 
 
-def compose(path: list[Window]) -> tuple[Fraction, Fraction]:
+def compose(path: list[Axis]) -> tuple[Fraction, Fraction]:
     """(a, b) mapping positions of the last layer of ``path`` to image coordinates."""
     a, b = Fraction(1), Fraction(0)
     for window in path:
@@ -69,7 +69,7 @@ def compose(path: list[Window]) -> tuple[Fraction, Fraction]:
     return a, b
 
 
-def crop_offset(path: list[Window], reference: list[Window]) -> int:
+def crop_offset(path: list[Axis], reference: list[Axis]) -> int:
     """Offset at which the map at the end of ``path`` lines up with ``reference``'s."""
     a, b = compose(path)
     ref_a, ref_b = compose(reference)
@@ -81,23 +81,23 @@ def crop_offset(path: list[Window], reference: list[Window]) -> int:
     return int(offset)
 
 
-def trunk_path(until: str, semantics: Semantics) -> list[Window]:
-    """Windows from the image up to and including layer ``until``."""
-    path: list[Window] = []
+def trunk_path(until: str, semantics: Semantics) -> list[Axis]:
+    """Axes from the image up to and including layer ``until``."""
+    path: list[Axis] = []
     for layer in TRUNK:
         if isinstance(layer, Conv):
-            path.append(Window(layer.kernel, 1, layer.pad))
+            path.append(Axis(layer.kernel, 1, layer.pad))
         elif isinstance(layer, Pool):
-            path.append(Window(2, 2, 0, ceil=semantics.pool_rounding == "ceil"))
+            path.append(Axis(2, 2, 0, ceil=semantics.pool_rounding == "ceil"))
         if layer.name == until:
             return path
     raise KeyError(until)
 
 
-def upsampler(stride: int, semantics: Semantics) -> Window:
+def upsampler(stride: int, semantics: Semantics) -> Axis:
     """A transposed convolution of kernel ``2 * stride``, with MXNet's ``adj`` if asked."""
     adj = stride - 1 if semantics.upsample_output_padding else 0
-    return Window(2 * stride, stride, 0, transposed=True, output_padding=adj)
+    return Axis(2 * stride, stride, 0, transposed=True, output_padding=adj)
 
 
 def _head_paths(arch: str, semantics: Semantics):
@@ -129,7 +129,7 @@ def crop_offsets(config: ModelConfig) -> dict[str, int]:
     return dict(config.semantics.crop_offsets or derive_crop_offsets(config.arch))
 
 
-def _length(path: list[Window], n: int) -> int:
+def _length(path: list[Axis], n: int) -> int:
     for window in path:
         n = window.out_size(n)
     return n

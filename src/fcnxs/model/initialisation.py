@@ -116,14 +116,17 @@ class TransferReport:
 
 @torch.no_grad()
 def transfer(
-    model: FCN, source: Mapping[str, torch.Tensor], origin: str = "source"
+    model: FCN, source: Mapping[str, torch.Tensor] | FCN, origin: str = "source"
 ) -> TransferReport:
-    """Start ``model`` from ``source`` (a state dict under fcnxs names): the staged recipe.
+    """Start ``model`` from ``source`` (a state dict under fcnxs names, or a model): the
+    staged recipe.
 
     Trunk layers must be present with the right shapes. A head layer that the source lacks,
     or has with another shape (a coarser stage's bigger ``bigscore``, another number of
     classes), starts as zeros or bilinear instead, and the report says so.
     """
+    if isinstance(source, FCN):
+        source = source.state_dict()
     report = TransferReport()
     head_init = _head_init(model)
     for name, param in model.named_parameters():

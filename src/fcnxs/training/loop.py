@@ -29,8 +29,9 @@ from fcnxs.core.precision import autocast_to, check_precision, emulation_warning
 from fcnxs.core.progress import progress
 from fcnxs.data.check import check_dataset
 from fcnxs.data.class_weights import WEIGHTINGS, read_weights_file, weights_from_counts
-from fcnxs.data.dataset import SegmentationData, batches, make_loader, start_epoch
-from fcnxs.data.layouts import Dataset, open_dataset
+from fcnxs.data.dataset import Dataset
+from fcnxs.data.layouts import open_dataset
+from fcnxs.data.loader import SegmentationData, batches, make_loader, start_epoch
 from fcnxs.evaluation.evaluate import check_classes, evaluate_model
 from fcnxs.evaluation.report import report_dict
 from fcnxs.model.architecture import FINAL_UPSAMPLER
