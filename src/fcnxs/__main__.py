@@ -1,7 +1,5 @@
 """``python -m fcnxs`` (and ``torchrun -m fcnxs``) runs the command-line tool."""
 
-import sys
+from fcnxs.cli import run_command
 
-from fcnxs.cli import main
-
-sys.exit(main())
+run_command()

@@ -22,7 +22,9 @@ from PIL import Image
 from fcnxs.core.palette import VOID_LABEL
 
 Pair = tuple[np.ndarray, np.ndarray]
-Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], Pair]
+# The generator's type as a string: numpy.random takes 0.08 s to import, and every command
+# imports this module (a one-photo ``segment`` never draws a random number).
+Transform = Callable[[np.ndarray, np.ndarray, "np.random.Generator"], Pair]
 
 
 def _offset(rng: np.random.Generator, upper: float) -> int:

@@ -41,9 +41,7 @@ class PackedConvs:
     def relu_conv(self, module: nn.Conv2d, x: torch.Tensor, padding: int) -> torch.Tensor:
         packed = self._get(module, x, padding) if _packs(x) else None
         if packed is None:
-            return F.relu(
-                F.conv2d(x, module.weight.to(x.dtype), _cast(module.bias, x), padding=padding)
-            )
+            return plain_relu_conv(module, x, padding)
         return packed.relu_conv(x, padding)
 
     def _get(self, module: nn.Conv2d, x: torch.Tensor, padding: int):
@@ -54,6 +52,11 @@ class PackedConvs:
             if key not in self._packed:
                 self._packed[key] = _pack(module, x, padding)
             return self._packed[key]
+
+
+def plain_relu_conv(module: nn.Conv2d, x: torch.Tensor, padding: int) -> torch.Tensor:
+    """relu(conv(x)) by PyTorch's own convolution, its weights laid out on the call."""
+    return F.relu(F.conv2d(x, module.weight.to(x.dtype), _cast(module.bias, x), padding=padding))
 
 
 def _packs(x: torch.Tensor) -> bool:

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from fcnxs.core.atomic import atomic_path
 from fcnxs.core.errors import OutputError, file_error, require_file
 from fcnxs.model.config import ModelConfig
-from fcnxs.model.fcn import FCN, empty_model
+from fcnxs.model.fcn import FCN
 
 FORMAT = "fcnxs-model"
 FORMAT_VERSION = "1"
@@ -80,7 +80,8 @@ def _open(path: str | os.PathLike):
 def _check_tensors(path, handle, config: ModelConfig) -> dict[str, torch.Tensor]:
     """The model's expected state (empty tensors); the file's tensor names and shapes must
     match it exactly."""
-    expected = empty_model(config, device="meta").state_dict()
+    with torch.device("meta"):  # names and shapes only (to_empty on meta costs 0.3 s)
+        expected = FCN(config).state_dict()
     stored = set(handle.keys())
     missing = sorted(set(expected) - stored)
     unexpected = sorted(stored - set(expected))
@@ -114,6 +115,8 @@ def read_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> F
         except (SafetensorError, OSError, RuntimeError) as exc:
             raise file_error(path, f"cannot read tensor {name} ({exc})") from None
         state[name] = tensor.float()
-    model = empty_model(config)
-    model.load_state_dict(state)
+    with torch.device("meta"):
+        model = FCN(config)
+    # The read tensors become the parameters: a copy into fresh ones took 0.4 s at 537 MB.
+    model.load_state_dict(state, assign=True)
     return model.to(device).eval()
