@@ -59,3 +59,29 @@ def serving(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(60)
+
+
+def narrow_fcn8s(divisor: int = 16, num_classes: int = 5, seed: int = 0) -> fcnxs.FCN:
+    """An FCN-8s with 1/``divisor`` of VGG16's channels in every layer (3 input channels
+    kept): the same geometry (pads, pools, crops, border reuse's windows) at a 256th of the
+    arithmetic, for tests that must be quick where bf16 is emulated (an AVX2-only CPU)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.device("meta"):
+        model = fcnxs.FCN(fcnxs.ModelConfig(arch="fcn8s", num_classes=num_classes))
+    for name, module in list(model.named_children()):
+        if not isinstance(module, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
+            continue
+        narrow = {c: max(3 if c == 3 else 1, c // divisor) for c in (3, 64, 128, 256, 512, 4096)}
+        in_channels = narrow.get(module.in_channels, module.in_channels)
+        out_channels = narrow.get(module.out_channels, module.out_channels)
+        if isinstance(module, torch.nn.ConvTranspose2d):
+            in_channels, out_channels = module.in_channels, module.out_channels  # classes
+        layer = type(module)(in_channels, out_channels, module.kernel_size, module.stride,
+                             module.padding, bias=module.bias is not None)  # fmt: skip
+        with torch.no_grad():
+            fan_in = in_channels * layer.weight[0, 0].numel()
+            layer.weight.normal_(0, (2 / fan_in) ** 0.5, generator=generator)
+            if layer.bias is not None:
+                layer.bias.normal_(0, 0.1, generator=generator)
+        setattr(model, name, layer)
+    return model.eval()

@@ -23,6 +23,7 @@ from fcnxs.inference.windows import (
 )
 from fcnxs.model.architecture import TRUNK, Conv
 from fcnxs.model.config import CAFFE_SEMANTICS
+from helpers import narrow_fcn8s
 
 
 def _agreement(reference: torch.Tensor, got: torch.Tensor) -> tuple[float, float]:
@@ -86,13 +87,17 @@ def test_reuse_gives_the_dense_outputs_call_after_call(fcn8s_model, semantics):
 
 
 @pytest.mark.parametrize("cpu", ["this CPU", "a CPU without native bf16"])
-def test_bf16_reuse_matches_dense_bf16(fcn8s_model, cpu, request):
+@pytest.mark.parametrize(
+    "width", ["narrow", pytest.param("VGG16", marks=pytest.mark.slow)]
+)  # VGG16's width takes 150 s where bf16 is emulated (AVX2): the narrow one 1/256 of it
+def test_bf16_reuse_matches_dense_bf16(fcn8s_model, cpu, width, request):
     if cpu != "this CPU":  # oneDNN refuses bf16 weights there: the plain convolution runs
         request.getfixturevalue("cpu_without_half")
-    reuse = BorderReuse(fcn8s_model)
+    model = fcn8s_model if width == "VGG16" else narrow_fcn8s()
+    reuse = BorderReuse(model)
     x = torch.randn(1, 3, 48, 48, generator=torch.Generator().manual_seed(3)) * 60
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
-        dense = fcn8s_model(x)
+        dense = model(x)
         for _ in range(3):
             got = reuse(x)
     relative, equal = _agreement(dense, got)
