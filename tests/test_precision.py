@@ -36,6 +36,7 @@ def test_native_bf16_is_quiet_and_the_demo_takes_it(monkeypatch):
     assert precision.fast_precision(torch.device("cuda")) == "tf32"
 
 
+@pytest.mark.slow  # a full-size model in emulated bf16: 50 s on an AVX2-only CPU
 def test_segment_in_emulated_bf16_warns_once_and_still_segments(
     cpu_without_half, tmp_path, model_file, capsys
 ):

@@ -4,13 +4,17 @@ and warns once."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from fcnxs.core import torch_internals
+from fcnxs.inference.segmenter import Segmenter
 from fcnxs.model.preprocessing import normalise
+from helpers import narrow_fcn8s
 
 
 @pytest.fixture(autouse=True)
@@ -135,16 +139,22 @@ def test_segment_with_a_changed_private_call_gives_the_public_labels_and_warns_o
     "how", ["missing", *(pytest.param(h, marks=pytest.mark.slow) for h in ("raising", "wrong"))]
 )
 def test_without_the_half_precision_probe_bf16_runs_as_where_it_is_emulated(
-    cli, model_file, tmp_path, photo, monkeypatch, cpu_without_half, how
+    monkeypatch, cpu_without_half, caplog, how
 ):
-    """Unknown counts as not native: bf16 takes the plain convolutions, as on an AVX2 CPU."""
-    emulated, _ = _segment(cli, model_file, tmp_path, photo, "--precision", "bf16")
+    """Unknown counts as not native: bf16 takes the plain convolutions, as on an AVX2 CPU.
+    (A narrow FCN-8s: bf16 is emulated on such a CPU, and VGG16's width takes a minute.)"""
+    model, photo = narrow_fcn8s(), np.random.default_rng(3).integers(0, 256, (70, 90, 3))
+    emulated = Segmenter(model, precision="bf16").labels(photo.astype(np.uint8))
     monkeypatch.undo()  # the real native_on_cpu again, with the probe broken below
     monkeypatch.setattr(torch_internals, "_verdicts", {})
     _break(monkeypatch, torch_internals.NATIVE_HALF.calls[0], how)
-    labels, warnings = _segment(cli, model_file, tmp_path, photo, "--precision", "bf16")
+    with caplog.at_level(logging.WARNING, logger="fcnxs"):
+        labels = Segmenter(model, precision="bf16").labels(photo.astype(np.uint8))
+        Segmenter(model, precision="bf16").labels(photo.astype(np.uint8))
     assert np.array_equal(labels, emulated)
-    probe = [w for w in warnings if torch_internals.NATIVE_HALF.name in w]
+    probe = [
+        r.getMessage() for r in caplog.records if torch_internals.NATIVE_HALF.name in r.getMessage()
+    ]
     assert len(probe) == 1 and "slower" in probe[0]
 
 
