@@ -89,6 +89,7 @@ def test_make_lst_refuses_to_overwrite_the_split_file_it_reads(cli, work):
     assert cli("data", "make-lst", work / "ds", "--split", "train", "-o", work / "link.txt")[0] == 2
 
 
+@pytest.mark.slow  # several full-size models: seconds each where the CPU is slow
 def test_convert_create_and_export_refuse_to_replace_their_source(cli, tmp_path, model_file):
     model = tmp_path / "m.safetensors"
     shutil.copyfile(model_file, model)

@@ -129,6 +129,7 @@ def _error(capsys, argv) -> str:
     return err
 
 
+@pytest.mark.slow  # several full-size models: seconds each where the CPU is slow
 def test_bad_mxnet_files_fail_with_one_line(tmp_path, checkpoint, capsys):
     params = f"{checkpoint}-0019.params"
     with open(params, "rb") as f:

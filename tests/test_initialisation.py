@@ -108,6 +108,7 @@ def test_transfer_rejects_a_source_without_the_trunk():
         fcnxs.transfer(model, vgg)
 
 
+@pytest.mark.slow  # several full-size models: seconds each where the CPU is slow
 def test_fresh_weights_are_reproducible_with_a_seed():
     a = fcnxs.build_model("fcn32s", num_classes=3, seed=7).state_dict()
     b = fcnxs.build_model("fcn32s", num_classes=3, seed=7).state_dict()

@@ -77,6 +77,7 @@ def test_tiny_input_is_padded_with_the_mean_then_cropped(fcn8s_model):
     torch.testing.assert_close(direct, padded[..., :5, :9], rtol=0, atol=0)
 
 
+@pytest.mark.slow  # several full-size models: seconds each where the CPU is slow
 def test_at_once_pool_scaling_equals_scaled_score_weights():
     sem = Semantics(pool4_scale=0.01, pool3_scale=0.0001)
     scaled = fcnxs.build_model("fcn8s", num_classes=3, seed=1, semantics=sem).eval()
