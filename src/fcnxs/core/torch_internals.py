@@ -6,8 +6,8 @@ tensors' version counters (how border reuse knows the weights did not change). N
 promises them. So each is looked up when first needed, run on a small random case against
 its public equivalent (`F.conv2d`, `F.linear`, an in-place add), and used only when present,
 not raising, and right (within a tolerance that fits fp32 and bf16). Otherwise the public
-path runs and one warning says what was lost and how much slower it is (measured:
-`benchmarks/inference.py` with each one off, docs/design.md §6).
+path runs and one warning says what was lost and how much slower it is (measured with each
+one off, FCN-8s at 375×500 on the 2-core AVX-512 EPYC, docs/design.md §10).
 """
 
 from __future__ import annotations
@@ -36,24 +36,26 @@ class Internal:
 PACKED_CONVOLUTION = Internal(
     "oneDNN convolutions on weights packed once",
     ("torch._C._nn.mkldnn_reorder_conv2d_weight", "torch.ops.mkldnn._convolution_pointwise"),
-    "convolutions re-lay their weights on every call, about 1.2× slower per image",
+    "convolutions re-lay their weights on every call (measured at 375×500: as fast with "
+    "AVX-512 kernels; slower where oneDNN re-lays slowly)",
 )
 PACKED_INNER_PRODUCT = Internal(
     "oneDNN inner products on weights packed once",
     ("torch.ops.mkldnn._reorder_linear_weight", "torch.ops.mkldnn._linear_pointwise"),
     "fc6 runs without Winograd and fc7 as a convolution, about 1.2× slower per image "
-    "(up to 1.4× with AVX2 kernels)",
+    "(measured at 375×500; fc7 alone 3× slower with AVX2 kernels)",
 )
 NATIVE_HALF = Internal(
     "oneDNN's report of native bf16/fp16 arithmetic",
     ("torch.ops.mkldnn._is_mkldnn_bf16_supported", "torch.ops.mkldnn._is_mkldnn_fp16_supported"),
-    "bf16 and fp16 run unpacked, as on a CPU that emulates them, about 1.3× slower there",
+    "bf16 and fp16 run unpacked, as on a CPU that emulates them, about 1.6× slower "
+    "(measured at 375×500)",
 )
 VERSION_COUNTERS = Internal(
     "tensors' version counters",
     ("torch.Tensor._version",),
     "border reuse and packed weights are off (the weights' changes could not be seen), "
-    "about 1.6× slower per image",
+    "about 2.9× slower per image (measured at 375×500)",
 )
 
 _verdicts: dict[tuple[str, torch.dtype | None], bool] = {}
