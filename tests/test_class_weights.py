@@ -62,6 +62,28 @@ def test_the_weighted_loss_is_the_weighted_cross_entropy_over_non_void_pixels(re
     assert float(training_loss(logits, labels, plain, Context())) != pytest.approx(expected)
 
 
+def test_the_pixels_reduction_has_mxnet_1x_gradient_with_void_pixels():
+    """MXNet 1.x's SoftmaxOutput(multi_output=True, normalization='null'): the gradient of
+    each logit is (softmax − one-hot) / (H·W) of its image, void pixels counted in H·W and
+    given no gradient; images of a batch are summed."""
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 3, 4, 5, generator=generator, requires_grad=True)
+    labels = torch.randint(0, 3, (2, 4, 5), generator=generator)
+    labels[0, 0, :3] = VOID_LABEL
+    labels[1, 2:, 1] = VOID_LABEL
+    settings = TrainSettings(arch="fcn32s", train_data={}, loss_reduction="pixels")
+    training_loss(logits, labels, settings, Context()).backward()
+    expected = torch.softmax(logits.detach(), 1)
+    for n, y, x in np.ndindex(2, 4, 5):
+        c = int(labels[n, y, x])
+        if c == VOID_LABEL:
+            expected[n, :, y, x] = 0
+        else:
+            expected[n, c, y, x] -= 1
+    torch.testing.assert_close(logits.grad, expected / 20)
+    assert logits.grad[0, :, 0, :3].abs().max() == 0
+
+
 @pytest.mark.slow
 def test_a_run_records_its_class_weights_and_data_check_prints_them(tmp_path, capsys):
     data = write_synthetic_voc(tmp_path / "ds", 2, height=32, width=32, val_fraction=0)

@@ -14,7 +14,12 @@ from fcnxs.training.checkpoints import BEST
 from fcnxs.training.loop import train
 from fcnxs.training.pipeline import STAGES
 from fcnxs.training.pipeline import run_pipeline as run_pipeline_stages
-from fcnxs.training.settings import RANGES, TRAINING_PRECISIONS, TrainSettings
+from fcnxs.training.settings import (
+    LOSS_REDUCTIONS,
+    RANGES,
+    TRAINING_PRECISIONS,
+    TrainSettings,
+)
 
 
 def _add_validation_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,8 +58,9 @@ def _add_recipe_arguments(p: argparse.ArgumentParser, per_stage: bool) -> None:
     )
     g.add_argument(
         "--loss-reduction",
-        choices=("sum", "mean"),
-        help="mean (default): per non-void pixel; sum: as the original (lr 1e-10/1e-12/1e-14)",
+        choices=tuple(LOSS_REDUCTIONS),
+        help="; ".join(f"{name}: {what}" for name, what in LOSS_REDUCTIONS.items())
+        + " (default mean)",
     )
     g.add_argument("--batch-size", type=option(RANGES["batch_size"]), help=_default("batch_size"))
     g.add_argument(

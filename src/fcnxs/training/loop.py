@@ -129,16 +129,19 @@ def training_loss(
     logits: torch.Tensor, labels: torch.Tensor, settings: TrainSettings, context: Context
 ):
     """Cross-entropy over non-void pixels (each weighted by its class's weight, when the run
-    weights classes), scaled so that averaging gradients over processes (DDP) gives exactly
-    the one-process loss of the whole global batch. The mean divides by the pixels' total
-    weight (their number when unweighted)."""
+    weights classes), reduced as `LOSS_REDUCTIONS` says, and scaled so that averaging
+    gradients over processes (DDP) gives exactly the one-process loss of the whole global
+    batch."""
     weights = settings.class_weight_values
     weight = None if weights is None else torch.tensor(weights, device=logits.device)
     # Summed here, not by the loss: CUDA's own summing reduction adds atomically, in an
     # order that changes from run to run, and an exact resume needs the same sums.
-    total = F.cross_entropy(
+    losses = F.cross_entropy(
         logits.float(), labels, weight=weight, ignore_index=VOID_LABEL, reduction="none"
-    ).sum()
+    )
+    if settings.loss_reduction == "pixels":  # each image's sum over its H·W, void included
+        return losses.sum() / labels[0].numel() * context.world
+    total = losses.sum()
     if settings.loss_reduction == "sum":
         return total * context.world
     valid = labels != VOID_LABEL

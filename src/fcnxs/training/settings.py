@@ -23,6 +23,16 @@ from fcnxs.training.checkpoints import RUN_SETTINGS, read_settings
 DEFAULT_LR = dict(zip(ARCHS, (1e-4, 1e-5, 1e-6), strict=True))
 """The tutorial's learning rates with the per-pixel mean loss, coarse to fine."""
 TRAINING_PRECISIONS = ("fp32", "tf32", "bf16")
+LOSS_REDUCTIONS = {
+    "mean": "per non-void pixel of the batch (every process's together): the rate does not "
+    "depend on image sizes or void; the tutorial's 1e-4 / 1e-5 / 1e-6",
+    "sum": "summed over every pixel, as MXNet's fcn-xs example with the original recipe: "
+    "1e-10 / 1e-12 / 1e-14",
+    "pixels": "each image's sum divided by its H·W, void pixels counted but giving no "
+    "gradient, as MXNet 1.x's SoftmaxOutput(multi_output, normalization='null'): the "
+    "tutorial's 'newest MXNet' 1e-4 / 1e-5 / 1e-6",
+}
+"""How the per-pixel losses become the loss, and the learning rates each goes with."""
 RANGES = {
     "epochs": ranges.POSITIVE,
     "lr": ranges.POSITIVE_REAL,
@@ -145,7 +155,10 @@ class TrainSettings:
         low, high = self.scale or (1.0, 1.0)
         checks = [
             (isinstance(self.train_data, dict), "`train_data` names a dataset"),
-            (self.loss_reduction in ("sum", "mean"), "`loss_reduction` is sum or mean"),
+            (
+                self.loss_reduction in LOSS_REDUCTIONS,
+                f"`loss_reduction` is one of {', '.join(LOSS_REDUCTIONS)}",
+            ),
             (
                 self.precision in TRAINING_PRECISIONS,
                 f"`precision` is one of {', '.join(TRAINING_PRECISIONS)}",
