@@ -2,16 +2,17 @@
 
 A labels file lists the classes one a line, whole (names may hold spaces): ``__ignore__``
 (optional) is void, 255; ``_background_``, class 0, comes first of the classes and fills
-every pixel no shape covers. Shapes are painted in file order, later over earlier, each as
-the pixels whose centres lie in it, edges included (`fcnxs.data.rasterise`; labelme2voc's
-Pillow drawing differs from this by at most a rim of one pixel):
+every pixel no shape covers. Shapes are painted in file order, later over earlier, each
+drawn as labelme's own ``shape_to_mask`` draws it for labelme2voc, with Pillow, outline and
+fill alike, so that a folder imported here and converted by labelme2voc agree on every
+pixel:
 
-- polygon (also a shape without ``shape_type``);
-- rectangle: two corners, truncated to whole pixels as labelme does, both included;
-- circle: the centre and a point on the rim;
-- line (two points) and linestrip (two or more): a band ``line_width`` pixels wide (labelme:
-  10) along each segment, with flat ends;
-- point: a disc of radius ``point_size`` (labelme: 5);
+- polygon (also a shape without ``shape_type``): ``ImageDraw.polygon``;
+- rectangle: two corners (in any order), ``ImageDraw.rectangle``;
+- circle: the centre and a point on the rim, ``ImageDraw.ellipse`` of that radius;
+- line (two points) and linestrip (two or more): ``ImageDraw.line`` ``line_width`` pixels
+  wide (labelme: 10);
+- point: ``ImageDraw.ellipse`` of radius ``point_size`` (labelme: 5);
 - mask: a base64 PNG of the box between its two corners (both included), as labelme has it.
 
 A problem (an unknown label, a point off the image, a wrong number of points, an image whose
@@ -32,11 +33,10 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from fcnxs.core.errors import FcnxsError, file_error, read_text
 from fcnxs.core.palette import VOID_LABEL
-from fcnxs.data import rasterise
 from fcnxs.data.classes import ClassList, named_classes
 from fcnxs.data.images import decode_image
 from fcnxs.data.voc_writer import Converted
@@ -141,20 +141,22 @@ def _mask_shape(shape: dict, xy: list, size: tuple[int, int], where: str):
 
 
 def _paint(kind: str, xy: list, size: tuple[int, int], line_width: int, point_size: int):
-    width, height = size
-    if kind == "circle":
-        (cx, cy), (px, py) = xy
-        return rasterise.disc(cx, cy, math.hypot(cx - px, cy - py), height, width)
-    if kind == "rectangle":  # labelme's corners: truncated, both included
-        (x1, y1), (x2, y2) = ((int(x), int(y)) for x, y in xy)
-        mask = np.zeros((height, width), bool)
-        mask[max(0, min(y1, y2)) : max(y1, y2) + 1, max(0, min(x1, x2)) : max(x1, x2) + 1] = True
-        return mask
-    if kind in ("line", "linestrip"):
-        return rasterise.band(xy, line_width, height, width)
-    if kind == "point":
-        return rasterise.disc(*xy[0], point_size, height, width)
-    return rasterise.polygon(xy, height, width)
+    """A shape's mask, drawn by Pillow's calls as labelme's ``shape_to_mask`` makes them."""
+    canvas = Image.new("L", size)
+    draw = ImageDraw.Draw(canvas)
+    if kind in ("circle", "point"):
+        (cx, cy), *rim = xy
+        r = math.sqrt((cx - rim[0][0]) ** 2 + (cy - rim[0][1]) ** 2) if rim else point_size
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=1, fill=1)
+    elif kind == "rectangle":  # Pillow wants the corners ordered; labelme's may not be
+        (x1, y1), (x2, y2) = xy
+        box = [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
+        draw.rectangle(box, outline=1, fill=1)
+    elif kind in ("line", "linestrip"):
+        draw.line(xy, fill=1, width=line_width)
+    else:
+        draw.polygon(xy, outline=1, fill=1)
+    return np.asarray(canvas, bool)
 
 
 def read_annotation(
