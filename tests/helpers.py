@@ -85,3 +85,53 @@ def narrow_fcn8s(divisor: int = 16, num_classes: int = 5, seed: int = 0) -> fcnx
                 layer.bias.normal_(0, 0.1, generator=generator)
         setattr(model, name, layer)
     return model.eval()
+
+
+class FileServer:
+    """Files served over HTTP on 127.0.0.1 with Range requests, as the download tests need:
+    every request recorded (path, Range header), and a connection that can drop after some
+    bytes (``drop_after``) or go slowly (``delay`` seconds a chunk) on demand."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        self.files: dict[str, bytes] = {}
+        self.requests: list[tuple[str, str | None]] = []
+        self.drop_after: dict[str, int] = {}
+        self.delay = 0.0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.requests.append((self.path, self.headers.get("Range")))
+                data = server.files.get(self.path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                if self.headers.get("Range"):
+                    start = int(self.headers["Range"].split("=")[1].split("-")[0])
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                stop = len(data)
+                if self.path in server.drop_after:
+                    stop = start + server.drop_after.pop(self.path)  # once
+                for i in range(start, stop, 1 << 16):
+                    self.wfile.write(data[i : min(stop, i + (1 << 16))])
+                    time.sleep(server.delay)
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "src" / "fcnxs"
-LAYERS = ("core", "formats", "model", "data", "inference", "evaluation", "training", "apps",
+LAYERS = ("core", "hub", "formats", "model", "data", "inference", "evaluation", "training", "apps",
           "", "cli")  # fmt: skip
 """Bottom to top; "" is the package's own __init__ (the public API) and __main__."""
 

@@ -24,6 +24,7 @@ from fcnxs.cli import (
     evaluate,
     export,
     info,
+    models,
     segment,
     serve,
     train,
@@ -34,7 +35,7 @@ from fcnxs.cli.options import Parser
 from fcnxs.core import progress
 from fcnxs.core.errors import FcnxsError
 
-COMMANDS = (demo, segment, train, evaluate, export, serve, convert, create, info, data)
+COMMANDS = (demo, segment, train, evaluate, export, serve, convert, create, info, models, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,13 +1,18 @@
-"""Models from any weight file users hold: native, MXNet, Caffe or torchvision.
+"""Models from any weight file users hold (native, MXNet, Caffe or torchvision) or ask for
+by name.
 
 `load_model` is the one way to load: it gives the FCN a file defines, exactly, with the
 outputs of the framework that wrote it. `start_model` starts a new FCN from a VGG16 or a
-coarser FCN by the staged recipe.
+coarser FCN by the staged recipe. Wherever a file is taken, a name of the registry
+(`fcnxs.hub.registry`) stands for its file: the hub fetches it, and an FCN is converted
+once, into the cache, to the native format (the bytes `fcnxs convert` writes for that
+file), so later uses make no request and no conversion.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Callable
@@ -15,19 +20,64 @@ from pathlib import Path
 
 import torch
 
-from fcnxs.core.errors import file_error
+from fcnxs.core.errors import FcnxsError, file_error
 from fcnxs.formats.detect import detect_format
+from fcnxs.hub import fetch
+from fcnxs.hub.registry import NAME, Entry, entries
 from fcnxs.model.config import ModelConfig
 from fcnxs.model.fcn import FCN, empty_model
 from fcnxs.model.foreign import Weights, read_foreign_weights
 from fcnxs.model.initialisation import TransferReport, build_model, transfer
-from fcnxs.model.modelfile import read_model, read_model_config
+from fcnxs.model.modelfile import read_model, read_model_config, save_model
+
+log = logging.getLogger(__name__)
+
+
+def registry_entry(source: str | os.PathLike) -> Entry | None:
+    """The entry ``source`` names when it is a registry name rather than a file (a name has
+    no slash and no suffix; a file or an MXNet checkpoint of that name wins)."""
+    text = os.fspath(source)
+    path = Path(text)
+    if not NAME.match(text) or path.exists() or list(path.parent.glob(f"{path.name}-*.params")):
+        return None
+    return entries(fetch.home()).get(text)
+
+
+def converted_path(entry: Entry) -> Path:
+    """Where an FCN entry's native model file is kept."""
+    return fetch.home() / "models" / f"{entry.name}.safetensors"
+
+
+def named_file(entry: Entry, copy_from: Path | None = None) -> Path:
+    """The file a model entry stands for: fetched (or taken from ``copy_from``) and checked,
+    and for an FCN converted once."""
+    if entry.kind == "dataset":
+        raise FcnxsError(f"{entry.name}: a dataset, not a model (`fcnxs data fetch {entry.name}`)")
+    target = converted_path(entry)
+    if entry.kind != "vgg16" and target.exists():
+        return target
+    raw = fetch.fetch(entry, copy_from=copy_from)
+    if entry.kind == "vgg16":
+        return raw
+    weights = _read(detect_format(raw), raw, None, None)
+    if weights.config is not None or (weights.arch is None and entry.kind == "model"):
+        return raw  # a native file already, or a user's VGG16 to start models from
+    save_model(model_from_weights(weights), target)
+    log.info("%s: converted to %s", entry.name, target)
+    return target
+
+
+def _located(source: str | os.PathLike) -> str | os.PathLike:
+    """``source`` as a file to read: a path as it is, a registry name as its cached file."""
+    entry = registry_entry(source)
+    return source if entry is None else named_file(entry)
 
 
 def read_weights(
     source: str | os.PathLike, *, epoch: int | None = None, symbol: str | os.PathLike | None = None
 ) -> Weights:
     """Read any supported weight file (``epoch`` and ``symbol`` apply to MXNet)."""
+    source = _located(source)
     return _read(detect_format(symbol or source), source, epoch, symbol)
 
 
@@ -72,6 +122,7 @@ def load_model(
     ``on_foreign`` hears of another framework's weights (what was skipped or assumed) once
     the model is built from them. The file's format is found once.
     """
+    source = _located(source)
     kind = detect_format(symbol or source)
     if symbol is None and kind == "native":
         model = read_model(source, device)
@@ -91,6 +142,7 @@ def model_config(
     on_foreign: Callable[[Weights], None] | None = None,
 ) -> ModelConfig:
     """The configuration a model file defines; a native file's is read without its weights."""
+    source = _located(source)
     kind = detect_format(source)
     if kind == "native":
         return read_model_config(source)

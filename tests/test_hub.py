@@ -1,0 +1,177 @@
+"""Weights by name: fetched once into the cache and checked, resumed after a dropped
+connection, downloaded once by two processes, refused when the hash differs, one line when
+offline; a name works wherever a model is taken. Every byte comes from a server on
+127.0.0.1 that the tests fill."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fcnxs.core.errors import FcnxsError
+from fcnxs.hub import fetch
+from fcnxs.hub.registry import BUILT_IN, Entry
+from helpers import FileServer
+
+DATA = np.random.default_rng(0).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes()
+
+
+@pytest.fixture
+def server():
+    served = FileServer()
+    yield served
+    served.close()
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("FCNXS_HOME", str(home))
+    monkeypatch.delenv("FCNXS_MIRROR", raising=False)
+    monkeypatch.delenv("FCNXS_OFFLINE", raising=False)
+    return home
+
+
+def _entry(server, name="blob", data=DATA, hash="sha256") -> Entry:
+    server.files[f"/files/{name}.bin"] = data
+    digest = None if hash is None else f"sha256:{hashlib.sha256(data).hexdigest()}"
+    return Entry(name, f"{server.url}/files/{name}.bin", "a test file", "dataset", hash=digest)
+
+
+def _cached_files(home) -> list[str]:
+    return sorted(p.name for p in home.rglob("*") if p.is_file() and p.suffix != ".lock")
+
+
+def test_a_file_is_fetched_once_then_read_with_no_request(server, cache):
+    entry = _entry(server)
+    path = fetch.fetch(entry)
+    assert path.read_bytes() == DATA and path.parent.parent == cache / "downloads"
+    assert fetch.fetch(entry) == path
+    assert len(server.requests) == 1
+
+
+def test_a_dropped_connection_resumes_with_a_range_request(server):
+    entry = _entry(server)
+    server.drop_after["/files/blob.bin"] = 1 << 20
+    assert fetch.fetch(entry).read_bytes() == DATA
+    assert server.requests == [("/files/blob.bin", None), ("/files/blob.bin", "bytes=1048576-")]
+
+
+def test_a_different_hash_is_refused_and_nothing_is_kept(server, cache):
+    entry = _entry(server)
+    server.files["/files/blob.bin"] = DATA[:-1] + b"x"
+    with pytest.raises(FcnxsError, match=r"blob: .*/files/blob.bin is not the published file"):
+        fetch.fetch(entry)
+    assert _cached_files(cache) == []
+
+
+def test_a_wrong_sha256_prefix_is_refused_too(server, cache):
+    entry = Entry("tv", f"{server.url}/files/tv.bin", "torchvision-like", "vgg16",
+                  hash="sha256-prefix:00000000")  # fmt: skip
+    server.files["/files/tv.bin"] = DATA
+    with pytest.raises(FcnxsError, match=r"does not start with 00000000\); nothing was kept"):
+        fetch.fetch(entry)
+    assert _cached_files(cache) == []
+
+
+def test_offline_is_one_line_naming_the_url_the_cache_and_the_way_round(server, monkeypatch):
+    entry = _entry(server)
+    monkeypatch.setenv("FCNXS_OFFLINE", "1")
+    with pytest.raises(FcnxsError) as error:
+        fetch.fetch(entry)
+    message = str(error.value)
+    assert "\n" not in message and entry.url in message
+    assert str(fetch.downloaded(entry)) in message and "--from FILE" in message
+    assert server.requests == []
+
+
+def test_no_network_is_one_line_with_the_mirror_and_the_way_round(cache):
+    entry = Entry("gone", "http://127.0.0.1:9/nothing.bin", "unreachable", "dataset")
+    with pytest.raises(FcnxsError) as error:
+        fetch.fetch(entry)
+    message = str(error.value)
+    assert "\n" not in message and "cannot download http://127.0.0.1:9/nothing.bin" in message
+    assert "FCNXS_MIRROR" in message and "--from FILE" in message
+    assert _cached_files(cache) == []
+
+
+def test_a_mirror_replaces_every_entrys_host(server, monkeypatch):
+    entry = Entry("far", "https://example.invalid/files/far.bin", "elsewhere", "dataset")
+    server.files["/files/far.bin"] = DATA
+    monkeypatch.setenv("FCNXS_MIRROR", server.url + "/")
+    assert fetch.fetch(entry).read_bytes() == DATA
+    assert server.requests == [("/files/far.bin", None)]
+
+
+def test_a_file_obtained_by_hand_is_checked_as_a_download(server, tmp_path, cache):
+    entry = _entry(server)
+    wrong, right = tmp_path / "wrong.bin", tmp_path / "right.bin"
+    wrong.write_bytes(b"not it")
+    right.write_bytes(DATA)
+    with pytest.raises(FcnxsError, match=r"wrong\.bin is not the published file"):
+        fetch.fetch(entry, copy_from=wrong)
+    assert _cached_files(cache) == []
+    assert fetch.fetch(entry, copy_from=right).read_bytes() == DATA
+    assert server.requests == []
+
+
+@pytest.mark.slow  # child processes
+def test_two_processes_fetching_one_name_download_it_once(server, cache):
+    entry = _entry(server)
+    server.delay = 0.01  # 48 chunks: half a second, long enough for both to ask
+    script = (
+        "import sys; from fcnxs.hub import fetch; from fcnxs.hub.registry import Entry; "
+        "e = Entry('blob', sys.argv[1], 'a test file', 'dataset', hash=sys.argv[2]); "
+        "print(fetch.fetch(e).stat().st_size)"
+    )
+    command = [sys.executable, "-c", script, entry.url, entry.hash]
+    env = dict(os.environ, FCNXS_HOME=str(cache))
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, env=env) for _ in range(2)]
+    sizes = [int(run.communicate()[0]) for run in runs]
+    assert sizes == [len(DATA)] * 2
+    assert [path for path, _ in server.requests] == ["/files/blob.bin"]
+
+
+def test_the_registry_holds_the_tutorials_files():
+    assert BUILT_IN["vgg16-imagenet"].file_name == "vgg16-397923af.pth"
+    assert BUILT_IN["vgg16-imagenet"].hash == "sha256-prefix:397923af"
+    assert BUILT_IN["vgg16-caffe"].size == 553_432_081
+    assert "non-commercial" in BUILT_IN["vgg16-caffe"].licence
+    assert BUILT_IN["fcn8s-voc"].hash == "sha1:c449ea74dd7d83751d1357d6a8c323fcf4038962"
+    assert BUILT_IN["voc2012"].hash == "md5:6cd6e144f989b92b3379bac3b3de84fd"
+    assert BUILT_IN["sbd"].hash == "md5:82b4d87ceb2ed10f6038a1cba92111cb"
+    assert BUILT_IN["sbd"].extra[0][2] == "md5:79bff800c5f0b1ec6b21080a3c066722"
+
+
+@pytest.mark.slow
+def test_a_name_added_by_the_user_works_as_a_path_does(server, cli, model_file, tmp_path, cache):
+    """``models add`` + ``segment --model NAME``: the labels of the same file by path; the
+    second run makes no request."""
+    with open(model_file, "rb") as f:
+        server.files["/team/fcn8s.safetensors"] = f.read()
+    status, out, _ = cli("models", "add", "team-fcn8s", f"{server.url}/team/fcn8s.safetensors")
+    assert status == 0 and "team-fcn8s" in out
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 50, 3), np.uint8)).save(
+        tmp_path / "photo.png"
+    )
+    for model, out_dir in [
+        (model_file, "by-path"),
+        ("team-fcn8s", "by-name"),
+        ("team-fcn8s", "again"),
+    ]:
+        status, _, err = cli(
+            "segment", tmp_path / "photo.png", "--model", model, "-o", tmp_path / out_dir
+        )
+        assert status == 0, err
+    assert len(server.requests) == 1
+    by_path = np.asarray(Image.open(tmp_path / "by-path" / "photo.png"))
+    assert np.array_equal(by_path, np.asarray(Image.open(tmp_path / "by-name" / "photo.png")))
+    assert cli("models", "path", "team-fcn8s")[1].strip().endswith("fcn8s.safetensors")
+    status, out, _ = cli("models", "remove", "team-fcn8s")
+    assert status == 0 and "its entry" in out and _cached_files(cache) == ["registry.json"]
