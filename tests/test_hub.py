@@ -45,7 +45,7 @@ def _entry(server, name="blob", data=DATA, hash="sha256") -> Entry:
 
 
 def _cached_files(home) -> list[str]:
-    return sorted(p.name for p in home.rglob("*") if p.is_file() and p.suffix != ".lock")
+    return sorted(p.name for p in home.rglob("*") if p.is_file() and p.parent.name != "locks")
 
 
 def test_a_file_is_fetched_once_then_read_with_no_request(server, cache):
@@ -175,3 +175,34 @@ def test_a_name_added_by_the_user_works_as_a_path_does(server, cli, model_file, 
     assert cli("models", "path", "team-fcn8s")[1].strip().endswith("fcn8s.safetensors")
     status, out, _ = cli("models", "remove", "team-fcn8s")
     assert status == 0 and "its entry" in out and _cached_files(cache) == ["registry.json"]
+
+
+@pytest.mark.slow
+def test_a_builtin_name_through_a_mirror_in_one_command(server, cli, tmp_path, cache, monkeypatch):
+    """``segment --model fcn32s-voc`` with FCNXS_MIRROR: fetched, converted once to the bytes
+    ``fcnxs convert`` writes for that file, where it went printed; a second run makes no
+    request. A file whose published hash differs (fcn8s-voc) is refused in one line."""
+    from writers import caffe_layers_from_state, write_caffemodel
+
+    import fcnxs
+
+    model = fcnxs.build_model("fcn32s", num_classes=21, seed=4)
+    caffemodel = tmp_path / "fcn32s-heavy-pascal.caffemodel"
+    write_caffemodel(caffemodel, caffe_layers_from_state(model.state_dict(), "fcn32s"))
+    for name in ("fcn32s-heavy-pascal.caffemodel", "fcn8s-heavy-pascal.caffemodel"):
+        server.files[f"/{name}"] = caffemodel.read_bytes()
+    monkeypatch.setenv("FCNXS_MIRROR", server.url)
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "photo.png")
+    argv = ["segment", tmp_path / "photo.png", "--model", "fcn32s-voc"]
+    status, out, err = cli(*argv, "-o", tmp_path / "one")
+    assert status == 0, err
+    raw = fetch.downloaded(BUILT_IN["fcn32s-voc"])
+    native = cache / "models" / "fcn32s-voc.safetensors"
+    assert f"saved as {raw}" in out and f"converted to {native}" in out
+    assert cli("convert", raw, "-o", tmp_path / "by-hand.safetensors")[0] == 0
+    assert native.read_bytes() == (tmp_path / "by-hand.safetensors").read_bytes()
+    assert cli(*argv, "-o", tmp_path / "two")[0] == 0
+    assert len(server.requests) == 1
+    status, _, err = cli("models", "fetch", "fcn8s-voc")
+    assert status == 2 and len(err) == 1 and "is not the published file" in err[0]
+    assert not list((cache / "downloads" / "fcn8s-voc").iterdir())

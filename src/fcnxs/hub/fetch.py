@@ -76,7 +76,9 @@ def fetch(
     if path.exists():  # complete and checked: it was renamed into place only then
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
+    locks = home() / "locks"
+    locks.mkdir(exist_ok=True)
+    with FileLock(str(locks / f"{entry.name}.{path.name}.lock")):
         if path.exists():  # another process fetched it meanwhile
             return path
         if copy_from is None and offline():

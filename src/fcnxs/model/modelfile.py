@@ -7,8 +7,10 @@ loading it never unpickles anything.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import struct
 from pathlib import Path
 
 import torch
@@ -39,7 +41,23 @@ def save_model(model: FCN, path: str | os.PathLike) -> Path:
             reason = str(exc).rsplit("I/O error: ", 1)[-1]
             message = f"{os.fspath(path)}: could not write ({reason})"
             raise OutputError(message, _errno(reason)) from None
+        _sort_header(tmp)
     return Path(path)
+
+
+def _sort_header(path: Path) -> None:
+    """The header's keys in sorted order: safetensors writes its metadata in a hash map's
+    order, which changes from process to process, and the same model should be the same
+    bytes (a model fetched by name equals `fcnxs convert` of its file). Same JSON, same
+    length: rewritten in place."""
+    with open(path, "r+b") as f:
+        length = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(length))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        data = text.encode("utf-8")
+        if len(data) <= length:
+            f.seek(8)
+            f.write(data + b" " * (length - len(data)))
 
 
 def _errno(reason: str) -> int | None:
