@@ -206,3 +206,80 @@ def test_a_builtin_name_through_a_mirror_in_one_command(server, cli, tmp_path, c
     status, _, err = cli("models", "fetch", "fcn8s-voc")
     assert status == 2 and len(err) == 1 and "is not the published file" in err[0]
     assert not list((cache / "downloads" / "fcn8s-voc").iterdir())
+
+
+def _tar(path, members: dict[str, bytes], links: dict[str, str] | None = None):
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return path
+
+
+def _serve_dataset(server, monkeypatch, archive):
+    """The built-in voc2012 entry, its archive served by the mirror, its md5 this one's."""
+    import dataclasses
+
+    from fcnxs.hub import registry
+
+    data = archive.read_bytes()
+    entry = BUILT_IN["voc2012"]
+    server.files["/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"] = data
+    digest = f"md5:{hashlib.md5(data).hexdigest()}"
+    monkeypatch.setitem(registry.BUILT_IN, "voc2012", dataclasses.replace(entry, hash=digest))
+    monkeypatch.setenv("FCNXS_MIRROR", server.url)
+
+
+def test_data_fetch_unpacks_a_dataset_ready_for_training(server, cli, tmp_path, monkeypatch):
+    import tarfile
+
+    from fcnxs.data.synth import write_synthetic_voc
+
+    root = write_synthetic_voc(tmp_path / "made", 4, height=32, width=40, val_fraction=0.5)
+    archive = tmp_path / "voc.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(root, arcname="VOCdevkit/VOC2012")
+    _serve_dataset(server, monkeypatch, archive)
+    status, out, err = cli("data", "fetch", "voc2012", "-o", tmp_path / "data")
+    assert status == 0, err
+    assert f"voc2012: {tmp_path / 'data' / 'voc2012'}" in out
+    assert (tmp_path / "data" / "voc2012" / "JPEGImages").is_dir()
+    assert cli("data", "check", tmp_path / "data" / "voc2012", "--split", "train")[0] == 0
+    assert not [p for p in (tmp_path / "data").iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize(
+    ("members", "links", "problem"),
+    [
+        ({"VOCdevkit/VOC2012/../../x": b"out"}, None, "would land outside the folder"),
+        ({"/etc/x": b"abs"}, None, "would land outside the folder"),
+        ({"VOCdevkit/VOC2012/a": b"a"}, {"VOCdevkit/VOC2012/l": "/etc/passwd"}, "is a link"),
+    ],
+    ids=["dot-dot", "absolute", "link"],
+)
+def test_an_unsafe_archive_is_refused_before_anything_is_written(
+    server, cli, tmp_path, monkeypatch, members, links, problem
+):
+    _serve_dataset(server, monkeypatch, _tar(tmp_path / "bad.tgz", members, links))
+    status, _, err = cli("data", "fetch", "voc2012", "-o", tmp_path / "data")
+    assert status == 2 and len(err) == 1 and problem in err[0]
+    assert not (tmp_path / "data").exists() or not list((tmp_path / "data").iterdir())
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_broken_archive_leaves_no_half_extracted_folder(server, cli, tmp_path, monkeypatch):
+    members = {f"VOCdevkit/VOC2012/f{i}": DATA[i << 16 : (i + 1) << 16] for i in range(9)}
+    whole = _tar(tmp_path / "whole.tgz", members).read_bytes()
+    (tmp_path / "cut.tgz").write_bytes(whole[: len(whole) // 2])  # a download cut short
+    _serve_dataset(server, monkeypatch, tmp_path / "cut.tgz")
+    status, _, err = cli("data", "fetch", "voc2012", "-o", tmp_path / "data")
+    assert status == 2 and "not a readable archive" in err[0]
+    assert not (tmp_path / "data").exists() or not list((tmp_path / "data").iterdir())

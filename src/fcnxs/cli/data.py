@@ -19,6 +19,9 @@ from fcnxs.core.errors import FcnxsError
 from fcnxs.data.check import check_dataset, format_report
 from fcnxs.data.layouts import LAYOUTS, open_dataset
 from fcnxs.data.synth import write_synthetic_voc
+from fcnxs.hub import fetch
+from fcnxs.hub.archives import extract
+from fcnxs.hub.registry import entries
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -65,6 +68,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_split_arguments(synth)
     synth.set_defaults(run=run_synth)
     data_import.add_parser(commands)
+    get = commands.add_parser(
+        "fetch",
+        help="download datasets by name (voc2012, sbd) and unpack them ready for --data",
+        description="Each NAME is downloaded into the cache (checked against its published "
+        "md5, resumed after a dropped connection; FCNXS_MIRROR and FCNXS_OFFLINE as for "
+        "models) and unpacked into DIR/NAME, the root that `data check` and `train --data` "
+        "read; a folder appears only once complete.",
+    )
+    get.add_argument("names", nargs="+", metavar="NAME")
+    get.add_argument("-o", "--out", required=True, type=output_dir, metavar="DIR")
+    get.set_defaults(run=run_fetch)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -105,4 +119,22 @@ def run_synth(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(f"wrote {args.num_images} samples to {args.out} (VOC layout, classes in classes.txt)")
+    return 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    known = entries(fetch.home())
+    datasets = [name for name, e in known.items() if e.kind == "dataset"]
+    for name in args.names:  # every name checked before anything is fetched
+        if name not in datasets:
+            raise FcnxsError(f"{name}: not a dataset of the registry ({', '.join(datasets)})")
+    for name in args.names:
+        entry, target = known[name], args.out / name
+        if target.exists() and any(target.iterdir()):
+            print(f"{name}: {target} is there already")
+            continue
+        archive = fetch.fetch(entry)
+        extra = tuple(fetch.fetch(entry, file_name=f, url=u, hash=h) for f, u, h in entry.extra)
+        extract(archive, target, entry.root, extra)
+        print(f"{name}: {target} (see `fcnxs data check {target}`)")
     return 0

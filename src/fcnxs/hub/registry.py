@@ -39,7 +39,9 @@ class Entry:
     hex digits of their sha256, "sha256-prefix:HEX"."""
     licence: str | None = None
     extra: tuple[tuple[str, str, str], ...] = ()
-    """Further files of a dataset: (file name, URL, hash)."""
+    """Further files of a dataset: (file name, URL, hash), put in its root."""
+    root: str | None = None
+    """A dataset archive's folder that is the dataset's root (the layout fcnxs reads)."""
 
     @property
     def file_name(self) -> str:
@@ -69,13 +71,14 @@ BUILT_IN: dict[str, Entry] = {
         Entry("voc2012",
               "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
               "PASCAL VOC 2012 trainval (the tutorial's data), 2 GB", "dataset", None,
-              "md5:6cd6e144f989b92b3379bac3b3de84fd", "the PASCAL VOC terms (Flickr images)"),
+              "md5:6cd6e144f989b92b3379bac3b3de84fd", "the PASCAL VOC terms (Flickr images)",
+              root="VOCdevkit/VOC2012"),
         Entry("sbd",
               "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz",
               "SBD, the augmented VOC segmentations (the FCN authors' training set), 1.4 GB",
               "dataset", None, "md5:82b4d87ceb2ed10f6038a1cba92111cb", None,
               (("train_noval.txt", "http://home.bharathh.info/pubs/codes/SBD/train_noval.txt",
-                "md5:79bff800c5f0b1ec6b21080a3c066722"),)),
+                "md5:79bff800c5f0b1ec6b21080a3c066722"),), "benchmark_RELEASE/dataset"),
     )
 }  # fmt: skip
 
