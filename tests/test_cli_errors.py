@@ -396,7 +396,7 @@ def test_tf32_on_a_cpu_is_refused_before_any_file_is_written(cli, tmp_path, work
     assert not (tmp_path / "demo").exists() and not (tmp_path / "run").exists()
 
 
-def test_data_commands_document_every_option():
+def test_data_and_models_commands_document_every_option():
     from fcnxs.cli import build_parser
 
     def check(parser, name):
@@ -407,8 +407,9 @@ def test_data_commands_document_every_option():
             elif action.dest != "help":
                 assert action.help, f"{name}: {action.option_strings or action.dest}"
 
-    data = build_parser()._subparsers._group_actions[0].choices["data"]
-    check(data, "data")
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name in ("data", "models"):
+        check(commands[name], name)
 
 
 BINARY = bytes(range(256)) * 4

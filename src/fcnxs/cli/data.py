@@ -76,8 +76,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "models) and unpacked into DIR/NAME, the root that `data check` and `train --data` "
         "read; a folder appears only once complete.",
     )
-    get.add_argument("names", nargs="+", metavar="NAME")
-    get.add_argument("-o", "--out", required=True, type=output_dir, metavar="DIR")
+    get.add_argument("names", nargs="+", metavar="NAME", help="voc2012, sbd (`fcnxs models list`)")
+    get.add_argument(
+        "-o", "--out", required=True, type=output_dir, metavar="DIR", help="each into DIR/NAME"
+    )
     get.set_defaults(run=run_fetch)
 
 

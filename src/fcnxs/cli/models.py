@@ -20,10 +20,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "~/.cache/fcnxs) and converts an FCN once; later uses make no request. FCNXS_MIRROR "
         "(a base URL) replaces every entry's host; FCNXS_OFFLINE=1 forbids the network.",
     )
-    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True, help="what to do")
     sub.add_parser("list", help="every name: what it is, its size, whether it is cached")
     f = sub.add_parser("fetch", help="download (or take from --from) and check, now")
-    f.add_argument("names", nargs="+", metavar="NAME")
+    f.add_argument("names", nargs="+", metavar="NAME", help="registry names")
     f.add_argument(
         "--from",
         dest="source",
@@ -32,13 +32,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="a file obtained by hand, checked as a download would be (one NAME)",
     )
     a = sub.add_parser("add", help="your own entry (a team's server, object storage)")
-    a.add_argument("name", metavar="NAME")
-    a.add_argument("url", metavar="URL")
+    a.add_argument("name", metavar="NAME", help="lower case, digits, '.', '-', '_'")
+    a.add_argument("url", metavar="URL", help="where the file is (http, https)")
     a.add_argument("--sha256", metavar="HEX", help="the file's sha256, checked on download")
     path = sub.add_parser("path", help="where a fetched model is")
-    path.add_argument("name", metavar="NAME")
+    path.add_argument("name", metavar="NAME", help="a registry name")
     remove = sub.add_parser("remove", help="delete a name's files from the cache")
-    remove.add_argument("name", metavar="NAME")
+    remove.add_argument("name", metavar="NAME", help="a registry name")
     p.set_defaults(run=run)
 
 
