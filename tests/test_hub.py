@@ -224,17 +224,24 @@ def _tar(path, members: dict[str, bytes], links: dict[str, str] | None = None):
     return path
 
 
-def _serve_dataset(server, monkeypatch, archive):
-    """The built-in voc2012 entry, its archive served by the mirror, its md5 this one's."""
+def _serve_dataset(server, monkeypatch, archive, name="voc2012", extra=None):
+    """A built-in dataset entry, its archive (and extra file) served by the mirror, its md5s
+    these files'."""
     import dataclasses
+    from urllib.parse import urlsplit
 
     from fcnxs.hub import registry
 
-    data = archive.read_bytes()
-    entry = BUILT_IN["voc2012"]
-    server.files["/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"] = data
-    digest = f"md5:{hashlib.md5(data).hexdigest()}"
-    monkeypatch.setitem(registry.BUILT_IN, "voc2012", dataclasses.replace(entry, hash=digest))
+    def published(url: str, data: bytes) -> str:
+        server.files[urlsplit(url).path] = data
+        return f"md5:{hashlib.md5(data).hexdigest()}"
+
+    entry = BUILT_IN[name]
+    changes = {"hash": published(entry.url, archive.read_bytes())}
+    if extra is not None:
+        ((file, url, _),) = entry.extra
+        changes["extra"] = ((file, url, published(url, extra)),)
+    monkeypatch.setitem(registry.BUILT_IN, name, dataclasses.replace(entry, **changes))
     monkeypatch.setenv("FCNXS_MIRROR", server.url)
 
 
@@ -283,3 +290,40 @@ def test_a_broken_archive_leaves_no_half_extracted_folder(server, cli, tmp_path,
     status, _, err = cli("data", "fetch", "voc2012", "-o", tmp_path / "data")
     assert status == 2 and "not a readable archive" in err[0]
     assert not (tmp_path / "data").exists() or not list((tmp_path / "data").iterdir())
+
+
+@pytest.mark.slow
+def test_voc2012_and_sbd_together_give_the_fcn_authors_split(server, cli, tmp_path, monkeypatch):
+    """Both fetched into one folder: train.lst lists SBD's train_noval, val.lst VOC 2012's
+    val, and the tutorial's list layout reads them."""
+    import tarfile
+
+    import scipy.io
+
+    from fcnxs.data.synth import write_synthetic_voc
+
+    voc = write_synthetic_voc(tmp_path / "made", 4, height=32, width=40, val_fraction=0.5)
+    with tarfile.open(tmp_path / "voc.tar", "w") as tar:
+        tar.add(voc, arcname="VOCdevkit/VOC2012")
+    sbd = tmp_path / "benchmark_RELEASE" / "dataset"
+    (sbd / "img").mkdir(parents=True)
+    (sbd / "cls").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((20, 24, 3), 40 * i, np.uint8)).save(sbd / "img" / f"s{i}.jpg")
+        label = np.zeros((20, 24), np.uint8)
+        label[5:9, 6:12] = i + 1
+        scipy.io.savemat(sbd / "cls" / f"s{i}.mat", {"GTcls": {"Segmentation": label}})
+    (sbd / "train.txt").write_text("s0\ns1\ns2\n")
+    with tarfile.open(tmp_path / "sbd.tgz", "w:gz") as tar:
+        tar.add(sbd.parent, arcname="benchmark_RELEASE")
+    _serve_dataset(server, monkeypatch, tmp_path / "voc.tar")
+    _serve_dataset(server, monkeypatch, tmp_path / "sbd.tgz", "sbd", extra=b"s0\ns2\n")
+    status, out, err = cli("data", "fetch", "voc2012", "sbd", "-o", tmp_path / "data")
+    assert status == 0, err
+    data = tmp_path / "data"
+    assert (data / "sbd" / "train_noval.txt").read_text() == "s0\ns2\n"
+    train = (data / "train.lst").read_text().splitlines()
+    assert train == ["0\tsbd/img/s0.jpg\tsbd/cls/s0.mat", "1\tsbd/img/s2.jpg\tsbd/cls/s2.mat"]
+    assert len((data / "val.lst").read_text().splitlines()) == 2
+    assert "--list train.lst --val-list val.lst" in out
+    assert cli("data", "check", "--data", data, "--list", data / "train.lst")[0] == 0

@@ -17,6 +17,7 @@ from fcnxs.core.atomic import write_text
 from fcnxs.core.collisions import refuse_replacing
 from fcnxs.core.errors import FcnxsError
 from fcnxs.data.check import check_dataset, format_report
+from fcnxs.data.dataset import Dataset
 from fcnxs.data.layouts import LAYOUTS, open_dataset
 from fcnxs.data.synth import write_synthetic_voc
 from fcnxs.hub import fetch
@@ -96,13 +97,18 @@ def run_make_lst(args: argparse.Namespace) -> int:
     root = Path(args.root)
     dataset = open_dataset(root=root, split=args.split, layout=args.format)
     refuse_replacing([args.out], dataset.files())
+    _write_lst(dataset, root, args.out)
+    return 0
+
+
+def _write_lst(dataset: Dataset, root: Path, path: Path) -> None:
+    """A tutorial-style list file of ``dataset``, its paths relative to ``root``."""
     lines = [
         f"{i}\t{s.image.relative_to(root).as_posix()}\t{s.label.relative_to(root).as_posix()}\n"
         for i, s in enumerate(dataset.samples)
     ]
-    write_text(args.out, "".join(lines))
-    print(f"wrote {args.out}: {len(lines)} samples of {dataset.name}")
-    return 0
+    write_text(path, "".join(lines))
+    print(f"wrote {path}: {len(lines)} samples of {dataset.name}")
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -139,4 +145,14 @@ def run_fetch(args: argparse.Namespace) -> int:
         extra = tuple(fetch.fetch(entry, file_name=f, url=u, hash=h) for f, u, h in entry.extra)
         extract(archive, target, entry.root, extra)
         print(f"{name}: {target} (see `fcnxs data check {target}`)")
+    if (args.out / "voc2012").is_dir() and (args.out / "sbd").is_dir():
+        _write_tutorial_lists(args.out)
     return 0
+
+
+def _write_tutorial_lists(root: Path) -> None:
+    """The FCN authors' split as the tutorial's list files: train on SBD's images that are
+    not in VOC 2012's val (``train_noval``), validate on VOC 2012's val."""
+    _write_lst(open_dataset(root=root / "sbd", split="train_noval"), root, root / "train.lst")
+    _write_lst(open_dataset(root=root / "voc2012", split="val"), root, root / "val.lst")
+    print(f"train with: fcnxs pipeline --data {root} --list train.lst --val-list val.lst ...")
