@@ -173,6 +173,10 @@ def test_a_name_added_by_the_user_works_as_a_path_does(server, cli, model_file, 
     by_path = np.asarray(Image.open(tmp_path / "by-path" / "photo.png"))
     assert np.array_equal(by_path, np.asarray(Image.open(tmp_path / "by-name" / "photo.png")))
     assert cli("models", "path", "team-fcn8s")[1].strip().endswith("fcn8s.safetensors")
+    from fcnxs.inference.segmenter import Segmenter
+
+    rgb = np.asarray(Image.open(tmp_path / "photo.png"))
+    assert np.array_equal(Segmenter("team-fcn8s").labels(rgb), by_path)  # in Python too
     status, out, _ = cli("models", "remove", "team-fcn8s")
     assert status == 0 and "its entry" in out and _cached_files(cache) == ["registry.json"]
 

@@ -72,10 +72,7 @@ def run(args: argparse.Namespace) -> int:
         if args.source is not None and len(args.names) != 1:
             raise FcnxsError("--from takes one NAME")
         for name in args.names:
-            entry = _entry(name)
-            if entry.licence and "non-commercial" in entry.licence:
-                print(f"{name}: licence {entry.licence}")
-            print(f"{name}: {named_file(entry, copy_from=args.source)}")
+            print(f"{name}: {named_file(_entry(name), copy_from=args.source)}")
         return 0
     entry = _entry(args.name)
     if args.action == "path":

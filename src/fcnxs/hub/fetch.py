@@ -103,6 +103,8 @@ def fetch(
             ) from None
         _check_prefix(entry, path, hash, _source(copy_from, url))
         log.info("%s: %s saved as %s", entry.name, _source(copy_from, url), path)
+        if entry.licence:
+            log.info("%s: licence: %s", entry.name, entry.licence)
     return path
 
 

@@ -25,6 +25,7 @@ from fcnxs.data.images import composite, open_image
 from fcnxs.inference.border_reuse import BorderReuse, CacheInfo
 from fcnxs.inference.tta import NO_TTA, TTA, averaged_probabilities
 from fcnxs.model.fcn import FCN, evaluating
+from fcnxs.model.loading import load_model
 from fcnxs.model.preprocessing import as_rgb_array, normalise
 
 BYTES_PER_PADDED_PIXEL = 800
@@ -106,7 +107,8 @@ class Segmenter:
     global setting is left changed (`gpu_arithmetic` sets the GPU's for its own calls only).
     """
 
-    model: FCN
+    model: FCN | str | os.PathLike
+    """A model, or a file or registry name to load one from (`fcnxs.load_model`)."""
     precision: str = "fp32"
     tile: int | str | None = "auto"
     max_pixels: int | None = None
@@ -114,6 +116,8 @@ class Segmenter:
     """Test-time augmentation: with it, scores are averaged class probabilities."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.model, FCN):
+            self.model = load_model(self.model)
         check_precision(self.precision, self.model.device)
         if isinstance(self.tile, int) and self.tile < 64:
             raise FcnxsError(f"tile must be at least 64 pixels, not {self.tile}")
