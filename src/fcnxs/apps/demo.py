@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from fcnxs.apps.html_report import write_demo_report
-from fcnxs.core.atomic import save_figure, save_image, write_text
+from fcnxs.core.atomic import exchange, save_figure, save_image, write_text
 from fcnxs.core.distributed import Context, pick_device
 from fcnxs.core.errors import file_error
 from fcnxs.core.precision import check_precision, fast_precision
@@ -40,7 +42,7 @@ from fcnxs.inference.outputs import overlay_image, write_overlay
 from fcnxs.inference.segmenter import Segmenter
 from fcnxs.model.config import ModelConfig
 from fcnxs.model.loading import load_model
-from fcnxs.training.checkpoints import BEST, METRICS
+from fcnxs.training.checkpoints import BEST, METRICS, RUN_SETTINGS
 from fcnxs.training.pipeline import STAGES, run_pipeline
 from fcnxs.training.settings import TrainSettings
 
@@ -152,16 +154,40 @@ def check_demo_folder(out: Path) -> None:
 
 
 def run_demo(out: Path, recipe: DemoRecipe = DemoRecipe()) -> dict:
-    """Run the demo into ``out`` (replacing an earlier demo there); returns its summary."""
+    """Run the demo into ``out``; returns its summary. The new demo is built in a folder
+    beside ``out`` and takes its place only when complete (an earlier demo there stays
+    whole until then, whenever the run is interrupted). It keeps what the report shows and
+    the final model, not each stage's resume state (1 GB a stage)."""
     check_demo_folder(out)
     check_precision(recipe.precision, pick_device())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for unfinished in out.parent.glob(f".{out.name}.new-*"):  # an interrupted run's
+        shutil.rmtree(unfinished, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:
+        summary = _build(work, recipe)
+        _slim(work / "runs")
+        os.chmod(work, 0o755)  # mkdtemp's 0700 would make the demo private
+        exchange(work, out)  # the old demo, if any, is now in `work`
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return summary
+
+
+def _slim(runs: Path) -> None:
+    """Keep each stage's settings and metrics (the report's curves) and the final model."""
+    for stage in runs.iterdir():
+        for path in stage.iterdir():
+            if path.name in (RUN_SETTINGS, METRICS) or (
+                stage.name == STAGES[-1] and path.name == BEST
+            ):
+                continue
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _build(out: Path, recipe: DemoRecipe) -> dict:
+    """The whole demo, written into the new folder ``out``."""
     start = time.monotonic()
-    for stale in DEMO_FILES:
-        path = out / stale
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
     total = recipe.train_images + recipe.heldout_images
     data = write_synthetic_voc(
         out / "data",

@@ -17,6 +17,7 @@ Two writers need help to report such errors at all:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import os
 import shutil
@@ -142,3 +143,24 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def exchange(new: Path, old: Path) -> None:
+    """Put the folder ``new`` at ``old``'s path in one step, ``old``'s content (if any) then
+    at ``new``'s: Linux's renameat2(RENAME_EXCHANGE), so that no moment leaves ``old``'s path
+    without a whole folder. Elsewhere, two renames (``old`` set aside first, then removed by
+    the caller from ``new``'s path)."""
+    if not old.exists():
+        os.replace(new, old)
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        at_cwd, rename_exchange = -100, 2
+        if libc.renameat2(at_cwd, bytes(new), at_cwd, bytes(old), rename_exchange) == 0:
+            return
+    except (AttributeError, OSError):
+        pass
+    aside = new.with_name(new.name + ".old")
+    os.replace(old, aside)
+    os.replace(new, old)
+    os.replace(aside, new)
