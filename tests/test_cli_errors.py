@@ -310,6 +310,8 @@ def test_info_prints_each_colour_on_one_line(cli, model_file):
     assert status == 0
     assert '"mean": [123.68, 116.779, 103.939]' in out
     assert "[128, 0, 0]" in out
+    # the offsets printed, and why the configuration then says "crop_offsets": null
+    assert "crop offsets: {'score_pool4c': 5, 'score_pool3c': 9, 'upscore': 31} (derived" in out
 
 
 # ---------------------------------------------------------------- inputs of segment
@@ -457,3 +459,28 @@ def test_a_hand_edited_run_json_is_one_line(cli, work, content, words):
     status, _, err = cli("train", "--resume", run)
     assert status == 2
     assert_one_line(err, "run.json", words)
+
+
+def test_a_misspelt_option_is_named_with_the_one_meant(cli, work):
+    status, _, err = cli("segment", work / "same" / "cat.png", "--modle", "m.safetensors",
+                         "-o", work / "out")  # fmt: skip
+    assert status == 2
+    assert_one_line(err, "unrecognized option --modle (did you mean --model?)")
+    status, _, err = cli("data", "fetch", "voc2012", "--outt", work / "d")
+    assert status == 2 and "did you mean --out?" in err[0]
+
+
+def test_a_wrong_split_or_a_file_for_a_root_say_what_would_do(cli, work):
+    status, _, err = cli("data", "check", "--data", work / "ds", "--split", "trian")
+    assert status == 2
+    assert_one_line(err, "no split 'trian' in this voc root; it has", "train", "val")
+    status, _, err = cli("data", "check", "--data", work / "same" / "cat.png", "--split", "val")
+    assert status == 2
+    assert_one_line(err, "cat.png: is a file; --data takes a dataset's folder")
+
+
+def test_a_runs_best_is_said_rounded_or_why_there_is_none():
+    from fcnxs.training.loop import TrainResult
+
+    assert TrainResult(Path("r"), 0.12882153022317352, []).best_line == "best validation mIoU 0.129"
+    assert "no validation split" in TrainResult(Path("r"), None, []).best_line

@@ -151,13 +151,13 @@ def test_pipeline_runs_the_three_stages_each_from_the_previous_best(tmp_path, ca
     printed = capsys.readouterr().out
     for arch in ("fcn32s", "fcn16s", "fcn8s"):
         assert (out / arch / "best.safetensors").is_file()
-        assert f"== {arch}: starting, 1 epochs" in printed
+        assert f"== {arch}: starting, 1 epoch at" in printed
     settings = json.loads((out / "fcn8s" / "run.json").read_text())
     assert settings["init"] == str(out / "fcn16s" / "best.safetensors")
     assert "copied" in printed and "score_pool3.weight" in printed
     assert fcnxs.load_model(out / "fcn8s" / "best.safetensors").config.arch == "fcn8s"
     assert main(argv) == 0  # finished stages are not trained again
-    assert "fcn32s: resuming" in capsys.readouterr().out
+    assert "fcn32s: done, skipped" in capsys.readouterr().out
     # A changed recipe is refused, not silently ignored; more epochs extend the last stage.
     assert main([*argv[:-4], "--lr", "1e-3", "--workers", "0"]) == 2
     assert "run.json records 0.0001, not 0.001" in capsys.readouterr().err

@@ -9,6 +9,7 @@ away (``| head``), as other command-line tools.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
@@ -84,8 +85,32 @@ def run_command() -> None:
     os._exit(status)
 
 
+def _misspelt_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """An option the command does not have, close to one it has, is named with it before
+    argparse would answer only that a required option is missing (``--modle``)."""
+    command, rest = parser, list(argv)
+    while rest:  # down to the (sub)command the words name
+        subparsers = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subparsers or rest[0] not in subparsers[0].choices:
+            break
+        command = subparsers[0].choices[rest.pop(0)]
+    if command is parser:
+        return
+    known = [option for action in command._actions for option in action.option_strings]
+    for token in rest:
+        option = token.split("=", 1)[0]
+        if token == "--":
+            return
+        if option.startswith("--") and option not in known:
+            close = difflib.get_close_matches(option, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            command.error(f"unrecognized option {option}{hint}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _misspelt_options(parser, sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     _show_library_logs()
     keep_freed_memory()
     try:

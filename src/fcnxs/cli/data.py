@@ -108,7 +108,7 @@ def _write_lst(dataset: Dataset, root: Path, path: Path) -> None:
         for i, s in enumerate(dataset.samples)
     ]
     write_text(path, "".join(lines))
-    print(f"wrote {path}: {len(lines)} samples of {dataset.name}")
+    print(f"wrote {path}: {len(lines)} sample{'s' if len(lines) != 1 else ''} of {dataset.name}")
 
 
 def run_synth(args: argparse.Namespace) -> int:

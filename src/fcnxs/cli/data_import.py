@@ -80,7 +80,8 @@ def _write(args: argparse.Namespace, sources, classes, what: str) -> int:
         desc=f"import {what}",
     )
     written = len(sources) - len(problems)
-    print(f"wrote {written} samples of {len(classes)} classes to {args.out} (VOC layout)")
+    samples = f"{written} sample{'s' if written != 1 else ''}"
+    print(f"wrote {samples} of {len(classes)} classes to {args.out} (VOC layout)")
     return 0
 
 

@@ -27,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
         args.model, epoch=args.epoch, on_foreign=lambda w: describe(w, file=sys.stdout)
     )
     print(f"{args.model}: {config.arch}, {config.num_classes} classes")
-    print(f"crop offsets: {crop_offsets(config)}")
+    stored = config.semantics.crop_offsets is not None
+    where = "stored in the file" if stored else "derived from the layers; the file stores none"
+    print(f"crop offsets: {crop_offsets(config)} ({where})")
     print(_numbers_on_one_line(json.dumps(json.loads(config.to_json()), indent=2)))
     return 0
 

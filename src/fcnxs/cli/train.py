@@ -242,7 +242,7 @@ def run_train(args: argparse.Namespace) -> int:
             context=context,
         )
         if context.is_main:
-            print(f"done: {result.run_dir}/{BEST} (best validation mIoU {result.best_miou})")
+            print(f"done: {result.run_dir}/{BEST} ({result.best_line})")
     finally:
         distributed.shutdown()
     return 0

@@ -196,6 +196,8 @@ def open_dataset(
                 "name a dataset: `root` ROOT with `split` or `list_file`, or `images`/`masks`"
             )
         base = Path(root)
+        if base.is_file():
+            raise file_error(base, "is a file; `root` takes a dataset's folder")
         if not base.is_dir():
             raise file_error(base, "no such dataset folder")
         if list_file is not None:
@@ -209,6 +211,13 @@ def open_dataset(
             if kind not in LAYOUTS:
                 raise FcnxsError(f"`layout` {kind} takes `images` and `masks`, not `root`")
             chosen = LAYOUTS[kind]
+            split_file = chosen.split_file(base, split)
+            if split_file is not None and not split_file.exists():
+                known = sorted(p.stem for p in split_file.parent.glob("*.txt"))
+                raise file_error(
+                    split_file,
+                    f"no split {split!r} in this {kind} root; it has {', '.join(known) or 'none'}",
+                )
             samples, name = chosen.samples(base, split), f"{base} ({kind} {split})"
             index_files += [p for p in [chosen.split_file(base, split)] if p is not None]
         else:

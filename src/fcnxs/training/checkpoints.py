@@ -162,6 +162,15 @@ def read_settings(run_dir: Path) -> dict[str, Any]:
     return settings
 
 
+def epochs_done(run_dir: Path) -> int:
+    """How many epochs a run has finished, by its metrics (no checkpoint read)."""
+    path = run_dir / METRICS
+    if not path.exists():
+        return 0
+    lines = path.read_text().splitlines()
+    return sum(1 for ln in lines if ln.strip() and json.loads(ln).get("kind") == "epoch")
+
+
 class MetricsLog:
     """Appends JSON lines (flushed at once) and mirrors scalars to TensorBoard if present."""
 

@@ -86,6 +86,13 @@ class TrainResult:
     best_miou: float | None
     history: list[dict[str, Any]]
 
+    @property
+    def best_line(self) -> str:
+        """What the run's best is, for a person: the mean IoU to 3 places, or why none."""
+        if self.best_miou is None:
+            return "no validation split: best is the last model"
+        return f"best validation mIoU {self.best_miou:.3f}"
+
 
 def _initial_model(settings: TrainSettings, dataset: Dataset, context: Context) -> FCN:
     classes = dataset.classes

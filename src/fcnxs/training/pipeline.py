@@ -10,7 +10,7 @@ from pathlib import Path
 from fcnxs.core.distributed import Context
 from fcnxs.data.layouts import open_dataset
 from fcnxs.model.architecture import ARCHS
-from fcnxs.training.checkpoints import BEST, CHECKPOINT
+from fcnxs.training.checkpoints import BEST, CHECKPOINT, epochs_done
 from fcnxs.training.loop import TrainResult, class_weights, train
 from fcnxs.training.settings import DEFAULT_LR, TrainSettings
 
@@ -46,11 +46,13 @@ def run_pipeline(
         if resume:
             settings = TrainSettings.of_run(run_dir, settings.to_dict())
         if context.is_main:
-            state = "resuming" if resume else "starting"
+            finished = resume and epochs_done(run_dir) >= stage_epochs
+            state = "done, skipped" if finished else "resuming" if resume else "starting"
             rate = lr if lr is not None else DEFAULT_LR[arch]
-            log.info("== %s: %s, %d epochs at lr %g", arch, state, stage_epochs, rate)
+            count = f"{stage_epochs} epoch{'s' if stage_epochs != 1 else ''}"
+            log.info("== %s: %s, %s at lr %g", arch, state, count, rate)
         results[arch] = train(settings, run_dir, resume=resume, context=context)
         if context.is_main:
-            log.info("== %s: best validation mIoU %s", arch, results[arch].best_miou)
+            log.info("== %s: %s", arch, results[arch].best_line)
         init = str(run_dir / BEST)
     return results
