@@ -151,7 +151,8 @@ def test_overlay_logits_and_probabilities(tmp_path, model_file, rng):
     out = tmp_path / "out"
     assert main(["segment", str(tmp_path / "x.png"), "--model", model_file, "-o", str(out),
                  "--overlay", "--logits", "--probabilities"]) == 0  # fmt: skip
-    assert Image.open(out / "x_overlay.jpg").size == (45, 33)
+    overlay = Image.open(out / "x_overlay.jpg")  # a small image: the legend beside it
+    assert overlay.height >= 33 and overlay.width > 45
     logits = np.load(out / "x.npy")
     probabilities = np.load(out / "x_probabilities.npy")
     assert logits.dtype == np.float32 and probabilities.dtype == np.float16
@@ -271,3 +272,23 @@ def test_segment_in_batches_writes_what_one_at_a_time_writes(tmp_path, model_fil
     for i in range(5):
         one = np.asarray(Image.open(tmp_path / "one" / f"{i}.png"))
         assert np.array_equal(one, np.asarray(Image.open(tmp_path / "three" / f"{i}.png")))
+
+
+def test_an_overlays_legend_never_hides_most_of_a_small_image():
+    from fcnxs.inference.outputs import overlay_image
+
+    names = ["background", "aeroplane", "diningtable"]
+    colors = np.array([(0, 0, 0), (128, 0, 0), (0, 128, 0)])
+    for height, width in [(64, 64), (300, 400)]:
+        rgb = np.full((height, width, 3), 200, np.uint8)
+        labels = np.zeros((height, width), np.uint8)
+        labels[: height // 2, : width // 2], labels[height // 2 :, width // 2 :] = 1, 2
+        picture = np.asarray(overlay_image(rgb, labels, colors.tolist(), names))
+        tinted = np.where((labels > 0)[..., None], (rgb + colors[labels]) / 2, rgb)
+        tinted = tinted.astype(np.uint8)
+        if height == 64:  # beside it: the image itself untouched by the legend
+            assert picture.shape[1] > width
+            assert np.array_equal(picture[:height, :width], tinted)
+        else:  # on it, in a corner that is a small share of it
+            assert picture.shape[:2] == (height, width)
+            assert (picture != tinted).any(-1).mean() < 0.25

@@ -98,7 +98,8 @@ def overlay_image(
     rgb: np.ndarray, labels: np.ndarray, colors, names, alpha: float = 0.5
 ) -> Image.Image:
     """The image with every non-background class tinted in its colour, and a legend of
-    the classes present (colour swatch and name) in the top-left corner."""
+    the classes present (colour swatch and name): in the top-left corner, or, where it
+    would cover more than a quarter of a small image, in a margin to its right."""
     palette = np.zeros((256, 3), np.float32)
     palette[: len(colors)] = np.asarray(colors, np.float32)[:256]
     tint = (labels > 0) & (labels != VOID_LABEL)
@@ -108,14 +109,23 @@ def overlay_image(
     present = [int(c) for c in np.unique(labels) if c != VOID_LABEL and c < len(names)]
     size = max(9, min(image.size) // 40)
     font = ImageFont.load_default(size=size)
-    draw = ImageDraw.Draw(image, "RGBA")
-    width = max(draw.textlength(names[c], font=font) for c in present) if present else 0
+    measure = ImageDraw.Draw(image)
+    width = max(measure.textlength(names[c], font=font) for c in present) if present else 0
     line = int(size * 1.4)
-    draw.rectangle((4, 4, 16 + size + width + 8, 8 + line * len(present)), fill=(0, 0, 0, 150))
+    box = (int(16 + size + width + 8), 8 + line * len(present))
+    if box[0] * box[1] > image.width * image.height / 4:
+        canvas = Image.new("RGB", (image.width + box[0] + 4, max(image.height, box[1] + 8)))
+        canvas.paste(image)
+        image, left = canvas, image.width
+    else:
+        left = 0
+    draw = ImageDraw.Draw(image, "RGBA")
+    draw.rectangle((left + 4, 4, left + box[0], box[1]), fill=(0, 0, 0, 150))
     for row, c in enumerate(present):
         y = 8 + row * line
-        draw.rectangle((10, y + 2, 10 + size, y + 2 + size), fill=tuple(colors[c]), outline="white")
-        draw.text((16 + size, y), names[c], fill="white", font=font)
+        swatch = (left + 10, y + 2, left + 10 + size, y + 2 + size)
+        draw.rectangle(swatch, fill=tuple(colors[c]), outline="white")
+        draw.text((left + 16 + size, y), names[c], fill="white", font=font)
     return image
 
 
