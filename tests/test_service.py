@@ -99,7 +99,8 @@ def test_json_gives_class_shares_and_the_overlay(server, segmenter, rng):
     assert abs(sum(e["share"] for e in body["classes"]) - 1) < 1e-9
     header, data = body["overlay"].split(",", 1)
     assert header == "data:image/jpeg;base64"
-    assert Image.open(io.BytesIO(base64.b64decode(data))).size == (60, 40)
+    width, height = Image.open(io.BytesIO(base64.b64decode(data))).size
+    assert height >= 40 and width > 60  # a small image: its legend beside it
 
 
 def test_healthz_and_the_page(server, segmenter):
