@@ -48,7 +48,7 @@ def test_an_image_dropped_on_the_page_shows_its_overlay_and_legend(fcn8s_model, 
             overlay = page.locator("#overlay")
             assert overlay.is_visible()
             size = overlay.evaluate("img => [img.naturalWidth, img.naturalHeight, img.complete]")
-            assert size == [160, 120, True]
+            assert size[1:] == [120, True] and size[0] >= 160  # a small image: legend beside
             box = overlay.bounding_box()
             assert box is not None and box["width"] > 100 and box["height"] > 70
             legend = page.locator("#legend li")
