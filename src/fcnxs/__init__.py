@@ -5,6 +5,7 @@ The public API::
     import fcnxs
     model = fcnxs.build_model("fcn8s", num_classes=21)   # fresh weights
     model = fcnxs.load_model("fcn8s.safetensors")         # or MXNet, Caffe files
+    model = fcnxs.load_model("fcn8s-voc")                 # a registry name: fetched once
     model, report = fcnxs.start_model("fcn32s", "vgg16.caffemodel")  # staged init
     labels = fcnxs.segment(model, pil_image_or_array)     # H×W class indices
     labels, scores = fcnxs.segment(model, image, return_scores=True)
