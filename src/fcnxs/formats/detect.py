@@ -27,7 +27,11 @@ def detect_format(source: str | os.PathLike) -> str:
     if not path.exists():
         if list(path.parent.glob(f"{path.name}-*.params")):
             return "mxnet"  # a checkpoint PREFIX
-        raise file_error(path, "no such file (nor an MXNet checkpoint with this prefix)")
+        raise file_error(
+            path,
+            "no such file (nor an MXNet checkpoint with this prefix, nor a registry name: "
+            "`fcnxs models list`)",
+        )
     with open(path, "rb") as f:
         head = f.read(16)
     if len(head) >= 8 and struct.unpack("<Q", head[:8])[0] == LIST_MAGIC:
