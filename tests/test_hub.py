@@ -331,3 +331,11 @@ def test_voc2012_and_sbd_together_give_the_fcn_authors_split(server, cli, tmp_pa
     assert len((data / "val.lst").read_text().splitlines()) == 2
     assert "--list train.lst --val-list val.lst" in out
     assert cli("data", "check", "--data", data, "--list", data / "train.lst")[0] == 0
+
+
+def test_a_name_that_is_neither_a_file_nor_registered_says_so(cli, tmp_path):
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "photo.png")
+    status, _, err = cli("segment", tmp_path / "photo.png", "--model", "fcn8s-vocc",
+                         "-o", tmp_path / "out")  # fmt: skip
+    assert status == 2 and len(err) == 1
+    assert "fcn8s-vocc: no such file" in err[0] and "fcnxs models list" in err[0]
