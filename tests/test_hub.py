@@ -102,7 +102,7 @@ def test_no_network_is_one_line_with_the_mirror_and_the_way_round(cache):
 
 
 def test_a_mirror_replaces_every_entrys_host(server, monkeypatch):
-    entry = Entry("far", "https://example.invalid/files/far.bin", "elsewhere", "dataset")
+    entry = Entry("far", "http://127.0.0.1:9/files/far.bin", "a closed port", "dataset")
     server.files["/files/far.bin"] = DATA
     monkeypatch.setenv("FCNXS_MIRROR", server.url + "/")
     assert fetch.fetch(entry).read_bytes() == DATA
