@@ -339,3 +339,14 @@ def test_a_name_that_is_neither_a_file_nor_registered_says_so(cli, tmp_path):
                          "-o", tmp_path / "out")  # fmt: skip
     assert status == 2 and len(err) == 1
     assert "fcn8s-vocc: no such file" in err[0] and "fcnxs models list" in err[0]
+
+
+def test_an_address_fcnxs_cannot_fetch_is_one_line_before_any_request(cli, cache):
+    status, _, err = cli("models", "add", "mine", "ftp://127.0.0.1/m.safetensors")
+    assert status == 2 and len(err) == 1
+    assert "ftp://127.0.0.1/m.safetensors: not an http or https address" in err[0]
+    assert not (cache / "registry.json").exists()
+    entry = Entry("odd", "file:///etc/hostname", "not a download", "dataset")
+    with pytest.raises(FcnxsError, match="not an http or https address"):
+        fetch.fetch(entry)
+    assert _cached_files(cache) == []

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import shutil
@@ -147,11 +148,13 @@ class _Resuming:
         self.size = size
 
     def __call__(self, url: str, output_file: str, pooch_: object) -> None:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise FcnxsError(f"{url}: not an http or https address, which is what fcnxs fetches")
         for attempt in range(ATTEMPTS):
             try:
                 self._once(url)
                 break
-            except (urllib.error.URLError, OSError) as exc:
+            except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
                 reason = getattr(exc, "reason", None) or exc
                 if isinstance(exc, urllib.error.HTTPError) or attempt + 1 == ATTEMPTS:
                     raise FcnxsError(
@@ -184,7 +187,7 @@ class _Resuming:
                     unit_scale=True,
                     desc=Path(urlsplit(url).path).name,
                     disable=None,
-                ) as bar,  # fmt: skip
+                ) as bar,
             ):
                 while chunk := response.read(CHUNK):
                     out.write(chunk)

@@ -108,6 +108,8 @@ def add_entry(home: Path, name: str, url: str, sha256: str | None) -> Entry:
         raise FcnxsError(f"{name!r}: a name is lower case letters, digits, '.', '-', '_'")
     if name in BUILT_IN:
         raise FcnxsError(f"{name}: a built-in name; choose another")
+    if not re.match(r"https?://[^/]", url):
+        raise FcnxsError(f"{url}: not an http or https address, which is what fcnxs fetches")
     if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256.lower()):
         raise FcnxsError(f"`sha256` takes 64 hex digits, not {sha256!r}")
     entry = Entry(name, url, f"added by you: {url}", "model",

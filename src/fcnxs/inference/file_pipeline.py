@@ -13,7 +13,6 @@ stops the run at once rather than segmenting images that cannot be written.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,8 +28,6 @@ from fcnxs.core.errors import FcnxsError, OutputError
 from fcnxs.core.progress import progress
 from fcnxs.inference.segmenter import Segmenter, labels_of
 
-log = logging.getLogger(__name__)
-
 PREFETCH = 2
 """Images decoded ahead of the one being segmented (at least; a batch's worth with batches)."""
 GPU_BATCH = 8
@@ -45,7 +42,9 @@ class Sink(Protocol):
     """Where an input's labels go. ``write`` runs in a writer thread; on any error it must
     leave nothing of the input's outputs (``discard`` is called too)."""
 
-    def scores(self, item: Any, shape: tuple[int, int, int]) -> AbstractContextManager | None:
+    def scores(
+        self, item: Any, shape: tuple[int, int, int]
+    ) -> AbstractContextManager[ScoreBand] | None:
         """A context giving a `ScoreBand` for the input's (C, H, W) scores, or None when the
         sink wants labels only (then images may run in batches)."""
 
